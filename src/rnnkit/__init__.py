@@ -1,0 +1,19 @@
+"""rnnkit: recurrent neural networks on PyTorch.
+
+Write one step and get the whole sequence (``rnnkit.Recurrent``), or use the drop-in layers
+``rnnkit.RNN``/``LSTM``/``GRU``, which run on PyTorch's fused kernels where they can.
+"""
+from __future__ import annotations
+
+from rnnkit import cells, engine, init
+from rnnkit.cells import Recurrent, Structured
+from rnnkit.engine import BPTT, GradientTap
+from rnnkit.errors import CheckpointError
+from rnnkit.layers import GRU, LSTM, RNN
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BPTT", "CheckpointError", "GRU", "GradientTap", "LSTM", "RNN", "Recurrent", "Structured",
+    "__version__", "cells", "engine", "init",
+]

@@ -1,0 +1,121 @@
+"""The engine: runs a cell over time; the one dispatch point between the two backends.
+
+* ``generic`` runs any cell (``rnnkit.engine.generic``; structured cells take a faster loop).
+* ``fused`` runs built-in layer configurations on PyTorch's native RNN kernels
+  (``rnnkit.engine.fused``); layers call :func:`rnnkit.engine.dispatch.choose`.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from torch import Tensor
+
+from rnnkit.cells.base import Recurrent, Scan
+from rnnkit.engine.bptt import BPTT, GradientTap
+from rnnkit.engine.dispatch import ENGINES, choose
+from rnnkit.engine.generic import scan_stepwise
+from rnnkit.engine.masks import flip_padded, lengths_to_mask, mask_to_lengths, resolve_mask
+from rnnkit.errors import bad_argument
+
+__all__ = [
+    "BPTT", "ENGINES", "GradientTap", "Scan", "flip_padded", "lengths_to_mask", "mask_to_lengths", "run_cell", "scan",
+]
+
+
+def scan(
+    cell: Recurrent,
+    sequences: Mapping[str, Tensor],
+    *,
+    initial_states: Mapping[str, Tensor] | None = None,
+    contexts: Mapping[str, Tensor] | None = None,
+    mask: Tensor | None = None,
+    lengths: Tensor | Sequence[int] | None = None,
+    reverse: bool = False,
+    return_initial_states: bool = False,
+    bptt: BPTT | None = None,
+    engine: str = "auto",
+    scope: str = "",
+) -> Scan:
+    """Validate the arguments and run ``cell`` over time. See :meth:`Recurrent.scan`."""
+    name = type(cell).__name__
+    choose(engine, "a single-cell scan (the fused backend serves rnnkit.RNN/LSTM/GRU layers)", name)
+    if bptt is not None and not isinstance(bptt, BPTT):
+        raise bad_argument("bptt", "None or an rnnkit.engine.BPTT", bptt, "pass bptt=BPTT(truncate=..., ...)")
+    B, T = _check_sequences(cell, sequences)
+    first = next(iter(sequences.values()))
+    mask, _, _ = resolve_mask(mask, lengths, B, T, first.device)
+    states = _initial_states(cell, initial_states or {}, B, first)
+    return run_cell(
+        cell, sequences, states, dict(contexts or {}), mask=mask, reverse=reverse,
+        return_initial_states=return_initial_states, bptt=bptt, scope=scope or name,
+    )
+
+
+def run_cell(
+    cell: Recurrent,
+    sequences: Mapping[str, Tensor],
+    states: Mapping[str, Tensor],
+    contexts: Mapping[str, Tensor],
+    *,
+    mask: Tensor | None,
+    reverse: bool,
+    return_initial_states: bool = False,
+    bptt: BPTT | None = None,
+    scope: str = "",
+) -> Scan:
+    """Run already-validated arguments on the generic backend (layers call this directly)."""
+    return scan_stepwise(
+        cell, sequences, states, contexts, mask=mask, reverse=reverse,
+        return_initial_states=return_initial_states, bptt=bptt, scope=scope,
+    )
+
+
+def _check_sequences(cell: Recurrent, sequences: Mapping[str, Tensor]) -> tuple[int, int]:
+    shape: tuple[int, int] | None = None
+    param = next(cell.parameters(), None)
+    for key, seq in sequences.items():
+        if not isinstance(seq, Tensor) or seq.dim() < 2:
+            raise bad_argument(key, "a tensor (B, T, *features), batch first", seq,
+                               "add the batch dimension with .unsqueeze(0)")
+        if seq.shape[1] == 0:
+            raise bad_argument(key, "at least one time step (T >= 1)", seq, "pass a non-empty sequence")
+        if shape is None:
+            shape = (seq.shape[0], seq.shape[1])
+        elif (seq.shape[0], seq.shape[1]) != shape:
+            raise bad_argument(key, f"the same (B, T) = {shape} as the other sequences", seq,
+                               "give every sequence the same batch and time sizes")
+        if param is not None and seq.is_floating_point() and seq.dtype != param.dtype:
+            raise bad_argument(key, f"dtype {param.dtype} (the cell's parameters)", seq,
+                               f"convert with .to({param.dtype}) or move the cell with .to(dtype)")
+    if shape is None:
+        raise bad_argument("sequences", "at least one sequence", "none", "pass the inputs")
+    return shape
+
+
+def _initial_states(cell: Recurrent, given: Mapping[str, Tensor], batch: int, like: Tensor) -> dict[str, Tensor]:
+    states: dict[str, Tensor] = {}
+    for name in cell.states:
+        if name not in given or given[name] is None:
+            states[name] = cell.initial_state(name, batch, like)
+            continue
+        value = given[name]
+        shape = tuple(cell.state_shape(name))
+        if not isinstance(value, Tensor):
+            raise bad_argument(f"initial state {name!r}", f"a tensor of shape (B, *{shape})", value,
+                               "pass a tensor")
+        if tuple(value.shape) == shape:
+            value = value.expand(batch, *shape)  # (B, *shape), shared by the batch
+        elif tuple(value.shape) == (1, *shape):
+            value = value.expand(batch, *shape)
+        elif tuple(value.shape) != (batch, *shape):
+            raise bad_argument(f"initial state {name!r}", f"shape {(batch, *shape)} (B, *state shape)",
+                               value, f"pass a ({batch}, {', '.join(map(str, shape))}) tensor")
+        if value.dtype != like.dtype and like.is_floating_point():
+            raise bad_argument(f"initial state {name!r}", f"dtype {like.dtype} (the input's)", value,
+                               f"convert with .to({like.dtype})")
+        states[name] = value
+    extra = [k for k in given if k not in cell.states]
+    if extra:
+        raise bad_argument("initial_states", f"names among the cell's states {cell.states}", extra,
+                           "remove the unknown names")
+    return states
