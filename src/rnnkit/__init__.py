@@ -9,11 +9,11 @@ from rnnkit import cells, engine, init
 from rnnkit.cells import Recurrent, Structured
 from rnnkit.engine import BPTT, GradientTap
 from rnnkit.errors import CheckpointError
-from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.layers import GRU, LSTM, RNN, Bidirectional, Stack, from_torch
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BPTT", "CheckpointError", "GRU", "GradientTap", "LSTM", "RNN", "Recurrent", "Structured",
-    "__version__", "cells", "engine", "init",
+    "BPTT", "Bidirectional", "CheckpointError", "GRU", "GradientTap", "LSTM", "RNN", "Recurrent", "Stack", "Structured",
+    "__version__", "cells", "engine", "from_torch", "init",
 ]

@@ -294,6 +294,12 @@ class RecurrentLayer(nn.Module):
                                    f"convert with .to(x)")
         return parts
 
+    def to_torch(self) -> nn.RNNBase:
+        """The equal ``torch.nn.RNN``/``LSTM``/``GRU`` (batch_first=True)."""
+        from rnnkit.layers.convert import to_torch
+
+        return to_torch(self)
+
     def extra_repr(self) -> str:
         c = self.config
         return (f"{c.input_size}, {c.hidden_size}, num_layers={c.num_layers}, bidirectional={c.bidirectional}, "

@@ -1,0 +1,75 @@
+"""Conversion between rnnkit layers and ``torch.nn.RNN``/``LSTM``/``GRU``, with the same numerics.
+
+    >>> import torch, rnnkit
+    >>> ref = torch.nn.GRU(4, 6, num_layers=2, bidirectional=True, batch_first=True)
+    >>> layer = rnnkit.from_torch(ref)
+    >>> x = torch.randn(3, 5, 4)
+    >>> torch.allclose(layer(x)[0], ref(x)[0], atol=1e-6)
+    True
+    >>> type(layer.to_torch()).__name__
+    'GRU'
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rnnkit.errors import bad_argument
+from rnnkit.layers.recurrent import GRU, LSTM, RNN, RecurrentLayer
+
+__all__ = ["from_torch", "to_torch"]
+
+
+def from_torch(module: nn.RNNBase, engine: str = "auto") -> RecurrentLayer:
+    """Build the rnnkit layer equal to a ``torch.nn.RNN``/``LSTM``/``GRU`` (copies its weights).
+
+    rnnkit layers are always batch-first, whatever ``module.batch_first`` says.
+    """
+    if isinstance(module, nn.LSTM):
+        if module.proj_size:
+            raise bad_argument("module", "an nn.LSTM without projections (proj_size=0)",
+                               f"proj_size={module.proj_size}", "rnnkit.LSTM has no projection; drop it")
+        layer: RecurrentLayer = LSTM(module.input_size, module.hidden_size, module.num_layers,
+                                     module.bidirectional, module.dropout, engine, bias=module.bias)
+    elif isinstance(module, nn.GRU):
+        layer = GRU(module.input_size, module.hidden_size, module.num_layers, module.bidirectional,
+                    module.dropout, engine, bias=module.bias)
+    elif isinstance(module, nn.RNN):
+        layer = RNN(module.input_size, module.hidden_size, module.num_layers, module.bidirectional,
+                    module.dropout, engine, nonlinearity=module.nonlinearity, bias=module.bias)
+    else:
+        raise bad_argument("module", "a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU", module,
+                           "convert one of those three module types")
+    theirs = [w for per_direction in module.all_weights for w in per_direction]
+    first = theirs[0]
+    layer = layer.to(dtype=first.dtype, device=first.device)
+    with torch.no_grad():
+        for ours, source in zip(layer.flat_weights(), theirs, strict=True):
+            ours.copy_(source)
+    layer.train(module.training)
+    return layer
+
+
+def to_torch(layer: RecurrentLayer) -> nn.RNNBase:
+    """The ``torch.nn`` module (batch_first=True) equal to ``layer``; built-in kernels only."""
+    why = layer.why_not_fused()
+    if why is not None:
+        raise ValueError(f"layer: expected a configuration torch.nn implements, but it has {why}. "
+                         "Fix: keep it as an rnnkit layer; torch.nn has no equivalent.")
+    c = layer.config
+    common = dict(num_layers=c.num_layers, bias=c.bias, batch_first=True, dropout=c.dropout,
+                  bidirectional=c.bidirectional)
+    if c.kind == "lstm":
+        module: nn.RNNBase = nn.LSTM(c.input_size, c.hidden_size, **common)
+    elif c.kind == "gru":
+        module = nn.GRU(c.input_size, c.hidden_size, **common)
+    else:
+        module = nn.RNN(c.input_size, c.hidden_size, nonlinearity=c.nonlinearity, **common)
+    ours = layer.flat_weights()
+    module = module.to(dtype=ours[0].dtype, device=ours[0].device)
+    theirs = [w for per_direction in module.all_weights for w in per_direction]
+    with torch.no_grad():
+        for target, source in zip(theirs, ours, strict=True):
+            target.copy_(source)
+    module.train(layer.training)
+    return module
