@@ -77,6 +77,7 @@ class RecurrentLayer(nn.Module):
     """Shared machinery of RNN/LSTM/GRU. Batch-first: x (B, T, F) -> y (B, T, D*H)."""
 
     kind: str = ""
+    config_class = LayerConfig
 
     def __init__(
         self,
@@ -219,6 +220,39 @@ class RecurrentLayer(nn.Module):
             )
         else:
             y, finals = self._forward_generic(x, hx, mask, bptt)
+        return y, (finals if self.kind == "lstm" else finals[0])
+
+    def step(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """One time step for decoding: x (B, F) -> (y (B, H), state). Unidirectional only.
+
+        It costs one cell step per layer, whatever the length generated so far; the checks
+        are kept to the minimum because this is the decoding hot path.
+        """
+        if self.config.bidirectional:
+            raise ValueError("step: expected a unidirectional layer, but this one is bidirectional. "
+                             "Fix: a reverse direction needs the whole sequence; call the layer on it instead.")
+        if x.dim() != 2 or x.shape[1] != self.input_size:
+            raise bad_argument("x", f"a 2-D tensor (B, {self.input_size}) for one step", x, "pass x[:, t]")
+        hx = self._check_state(state, x.shape[0], x)
+        if self.engine != "generic" and self.why_not_fused(None, True, x.dtype) is None:
+            y, finals = run_fused(
+                self.fused_kind, x.unsqueeze(1), hx, self.flat_weights(), has_biases=self.config.bias,
+                num_layers=self.num_layers, dropout=self.config.dropout, training=self.training,
+                bidirectional=False, lengths=None,
+            )
+            y = y[:, 0]  # (B, H)
+        else:
+            finals_list: list[list[Tensor]] = [[] for _ in self.state_names]
+            y = x
+            for index, layer in enumerate(self.layers):
+                if index and self.config.dropout and self.training:
+                    y = F.dropout(y, self.config.dropout, training=True)
+                cell = layer.fwd.cell
+                out = cell.pack_outputs(cell.step(layer.fwd.input(y), *(h[index] for h in hx)))
+                for i in range(len(self.state_names)):
+                    finals_list[i].append(out[i])
+                y = out[0]  # (B, H)
+            finals = tuple(torch.stack(f, dim=0) for f in finals_list)  # (L, B, H)
         return y, (finals if self.kind == "lstm" else finals[0])
 
     @property
