@@ -124,15 +124,7 @@ def test_cell_scan_rejects_bad_input(case):
     assert "Fix: " in str(info.value)
 
 
-# Structured cells know their input width (gates * hidden_size) but cell.scan does not check it:
-# a wrong width fails deep inside the step with a RuntimeError, and a 2-D (B, T) input whose B
-# equals the width even broadcasts silently into a wrong result.
-STRUCTURED_INPUT_BUG = ("BUG: Recurrent.scan/engine._check_sequences never checks a Structured cell's per-step "
-                        "input shape (gates * hidden_size) or integer dtypes; wrong inputs raise RuntimeError or "
-                        "broadcast silently")
-
-
-@pytest.mark.xfail(strict=True, reason=STRUCTURED_INPUT_BUG)
+# Structured cells know their per-step input width (gates * hidden_size); the engine checks it.
 @pytest.mark.parametrize("x,received", [
     (torch.randn(B, T, 7), r"shape \(2, 5, 7\)"),
     (torch.randn(B, T), r"shape \(2, 5\)"),
@@ -212,8 +204,6 @@ def test_constructors_reject_bad_arguments(make, pattern):
         make()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: RNN(nonlinearity='sigmoid') reports the cell's argument name "
-                                       "'activation' instead of the 'nonlinearity' the user passed")
 def test_rnn_bad_nonlinearity_names_the_nonlinearity_argument():
     with pytest.raises(ValueError, match=r"^nonlinearity: expected one of .*sigmoid"):
         rnnkit.RNN(F, H, nonlinearity="sigmoid")

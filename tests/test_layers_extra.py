@@ -246,9 +246,6 @@ def test_layer_truncate_equals_chunked_calls_with_detached_state(kind):
         close(a, b, "truncated gradient")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: in reverse, BPTT(truncate=k) cuts blocks counted from the padded end "
-                                       "(t = T-1), not from each sequence's own last step, so a sequence's "
-                                       "gradient depends on how much padding the batch has")
 def test_truncate_in_reverse_is_independent_of_padding():
     cell = perturb(ElmanCell(H))
     x = torch.randn(2, T, H, dtype=torch.float64, requires_grad=True)

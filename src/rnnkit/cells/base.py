@@ -77,6 +77,11 @@ class Recurrent(nn.Module):
     def state_shape(self, name: str) -> tuple[int, ...]:
         """The per-example shape of state ``name``, e.g. ``(H,)``."""
 
+    def sequence_shape(self, name: str) -> tuple[int, ...] | None:
+        """The per-example, per-step shape of sequence ``name`` (e.g. ``(F,)``), or None to
+        accept any. The engine checks declared shapes and raises a ValueError on a mismatch."""
+        return None
+
     @abstractmethod
     def step(self, *args: Tensor, **kwargs: Tensor) -> Tensor | tuple[Tensor, ...]:
         """One time step; returns the declared ``outputs`` in order (one tensor if there is one)."""

@@ -67,6 +67,9 @@ class Structured(Recurrent):
     def state_shape(self, name: str) -> tuple[int, ...]:
         return (self.hidden_size,)
 
+    def sequence_shape(self, name: str) -> tuple[int, ...] | None:
+        return (self.input_width,)
+
     def recurrent(self, h: Tensor) -> Tensor:
         """The recurrent matmul ``h @ W^T + b``: (B, H) -> (B, G*H)."""
         return F.linear(h, self.weight, self.bias)

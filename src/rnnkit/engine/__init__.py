@@ -71,6 +71,7 @@ def run_cell(
 
 
 def _check_sequences(cell: Recurrent, sequences: Mapping[str, Tensor]) -> tuple[int, int]:
+    name = type(cell).__name__
     shape: tuple[int, int] | None = None
     param = next(cell.parameters(), None)
     for key, seq in sequences.items():
@@ -79,6 +80,14 @@ def _check_sequences(cell: Recurrent, sequences: Mapping[str, Tensor]) -> tuple[
                                "add the batch dimension with .unsqueeze(0)")
         if seq.shape[1] == 0:
             raise bad_argument(key, "at least one time step (T >= 1)", seq, "pass a non-empty sequence")
+        declared = cell.sequence_shape(key)
+        if declared is not None:
+            if seq.dim() != 2 + len(declared) or tuple(seq.shape[2:]) != tuple(declared):
+                dims = ", ".join(map(str, declared))
+                raise bad_argument(key, f"a tensor (B, T, {dims}) for {name} (batch first, one step per T)",
+                                   seq, f"project or reshape it to (B, T, {dims})")
+            if not seq.is_floating_point():
+                raise bad_argument(key, "a floating-point tensor", seq, "convert with .float()")
         if shape is None:
             shape = (seq.shape[0], seq.shape[1])
         elif (seq.shape[0], seq.shape[1]) != shape:

@@ -52,9 +52,18 @@ def scan_stepwise(
         for name in cell.states:
             bptt.tap._start(f"{scope}/{name}", T)
 
+    # Truncation counts each row's own real steps, so a row's gradient blocks do not depend on
+    # the padding of the batch (which, in reverse, is met first).
+    done = torch.zeros(first.shape[0], dtype=torch.int64, device=first.device) if bptt.truncate else None
     for k, t in enumerate(order):
-        if bptt.truncate is not None and k > 0 and k % bptt.truncate == 0:
-            state = {name: value.detach() for name, value in state.items()}
+        if done is not None:
+            real = masks[t] if masks is not None else None
+            cut = (done > 0) & (done % bptt.truncate == 0)
+            if real is not None:
+                cut &= real
+            if bool(cut.any()):
+                state = {n: torch.where(_bcast(cut, v), v.detach(), v) for n, v in state.items()}
+            done += 1 if real is None else real.to(torch.int64)
         inputs = {name: steps[t] for name, steps in per_step.items()}
         result = cell.pack_outputs(cell.step(**inputs, **state, **contexts))
         step_out = dict(zip(names, result))

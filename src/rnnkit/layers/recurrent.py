@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
+from rnnkit.cells import ACTIVATIONS, ElmanCell, GRUCell, LSTMCell
 from rnnkit.cells.structured import Structured
 from rnnkit.engine import BPTT, run_cell
 from rnnkit.engine.dispatch import check_engine, choose
@@ -98,6 +98,9 @@ class RecurrentLayer(nn.Module):
         for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise bad_argument(arg, "a positive int", value, f"pass e.g. {arg}=1 or more")
+        if nonlinearity not in ACTIVATIONS:
+            raise bad_argument("nonlinearity", f"one of {sorted(ACTIVATIONS)}", nonlinearity,
+                               "use 'tanh' or 'relu' (fused) or 'identity' (generic engine)")
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise bad_argument("dropout", "a probability in [0, 1)", dropout, "use e.g. dropout=0.2")
         self.config = LayerConfig(
@@ -178,7 +181,11 @@ class RecurrentLayer(nn.Module):
         """None if the fused backend can run this call, else the reason it cannot."""
         kinds = {d.cell.fused_kind for d in self.directions()}
         if None in kinds or len(kinds) != 1:
-            return "a cell configuration the native kernels do not implement (identity activation or peepholes)"
+            if self.config.peepholes:
+                return "peepholes, which the native LSTM kernel does not implement"
+            if self.config.nonlinearity == "identity":
+                return "the identity activation, which the native RNN kernels do not implement"
+            return "a cell configuration the native kernels do not implement"
         if bptt is not None and not bptt.is_default:
             return "BPTT options (truncation, per-step clipping, gradient taps) that need the generic engine"
         if not prefix_mask:

@@ -1,0 +1,241 @@
+"""Training configuration: one frozen dataclass that the Python API and the ``rnnkit`` CLI both fill.
+
+A config is built in three layers, each overriding the one before:
+
+1. the task's own defaults, ``TASK_DEFAULTS[task]`` (e.g. Adam 1e-2 and batch 16 for the
+   Reber grammars, a 2-layer LSTM with dropout and a cosine schedule for text);
+2. a named recipe, ``RECIPES[recipe]`` (``"modern"`` changes nothing; ``"seed001"`` is seed 001's
+   own setup: hidden 10, plain SGD at lr 0.2, one word per step, a learned initial state);
+3. the caller's overrides (the CLI passes only the flags the user gave).
+
+``make_config`` does exactly that and names any unknown field, so a typo never passes silently.
+
+Example:
+    >>> config = make_config("embedded-reber", overrides={"seed": 3})
+    >>> config.cell, config.hidden_size, config.lr, config.batch_size, config.seed
+    ('lstm', 64, 0.01, 16, 3)
+    >>> make_config("embedded-reber", "seed001").optimizer
+    'sgd'
+    >>> parse_duration("1h30m"), parse_duration("1.5h"), parse_duration("90s"), parse_duration("45")
+    (5400.0, 5400.0, 90.0, 45.0)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rnnkit.errors import bad_argument
+
+__all__ = [
+    "BIDIRECTIONAL_TASKS", "CELLS", "DECAYS", "OPTIMIZERS", "RECIPES", "REBER_TASKS", "TASKS", "TASK_DEFAULTS",
+    "TrainConfig", "make_config", "parse_duration",
+]
+
+TASKS = ("embedded-reber", "reber", "text", "sine", "adding", "copy")
+REBER_TASKS = ("embedded-reber", "reber")
+BIDIRECTIONAL_TASKS = ("adding", "copy")  # the others predict the next step, which a reverse pass would see
+CELLS = ("elman", "lstm", "gru")
+OPTIMIZERS = ("adam", "sgd")
+DECAYS = ("none", "linear", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. Defaults are the main job's (embedded Reber, LSTM).
+
+    Budgets: training stops at the first of ``steps``, ``epochs`` (text) and ``time_budget``
+    that is reached, or earlier when solved (``stop_when_solved``) or out of ``patience``.
+    """
+
+    # what to learn
+    task: str = "embedded-reber"  # one of TASKS
+    data: str | None = None  # text: a UTF-8 file or a folder of .txt files; None: the built-in pydoc_data.topics
+    val_fraction: float = 0.1  # text: the last 10% is validation, as in char-rnn and nanoGPT
+    seq_len: int = 100  # sine: steps per sequence; adding: sequence length; copy: the lag
+    eval_size: int = 1000  # held-out words (Reber) or sequences (synthetic), drawn once from a fixed seed
+    # the model
+    cell: str = "lstm"  # "elman" | "lstm" | "gru"
+    hidden_size: int = 64  # units per layer and direction
+    num_layers: int = 1  # stacked recurrent layers
+    bidirectional: bool = False  # only for tasks in BIDIRECTIONAL_TASKS
+    dropout: float = 0.0  # between stacked layers; text: also on the embedding and on the top layer's output
+    embedding_size: int = 128  # text: width of the character embedding
+    tie_weights: bool = False  # text: share the embedding and softmax matrices
+    learn_initial_state: bool = False  # Reber: learn h0 as seed 001 does
+    engine: str = "auto"  # "auto" (fused kernels where possible) | "fused" | "generic"
+    # the optimiser
+    optimizer: str = "adam"  # "adam" | "sgd"
+    lr: float = 1e-2  # peak learning rate
+    momentum: float = 0.0  # SGD only
+    weight_decay: float = 0.0  # L2 penalty added by the optimiser
+    clip_norm: float | None = None  # clip the global gradient norm to this; None: no clipping
+    # the schedule
+    warmup_steps: int = 0  # linear warm-up from lr/warmup_steps to lr
+    decay: str = "none"  # "none" | "linear" | "cosine", over the budget (steps or time, whichever is nearer)
+    min_lr_ratio: float = 0.0  # the decay ends at lr * min_lr_ratio
+    # budgets and batches
+    batch_size: int = 16  # sequences (or parallel text streams) per step
+    bptt: int = 128  # text: time steps per truncated-BPTT chunk (the state is carried across chunks)
+    steps: int | None = 2000  # at most this many optimiser steps; None: no step limit
+    epochs: float | None = None  # text: at most this many passes over the training text; None: no limit
+    time_budget: float | None = None  # seconds of wall time for the run; None: no limit
+    # evaluation, stopping, records
+    eval_every: int = 10  # evaluate every this many steps (and always at the end); 0: only at the end
+    stop_when_solved: bool = True  # stop at the first evaluation where the task counts as solved
+    patience: int | None = None  # stop after this many evaluations without a better headline metric
+    checkpoint_interval: float = 60.0  # seconds between checkpoints at evaluations (0: every one); always at the end
+    plot: bool = True  # write <out>/curve.png
+    tensorboard: bool = True  # log to <out>/tensorboard when the tensorboard package is installed
+    seed: int = 0  # seeds the model's initial weights, the training data and dropout
+    out: str | None = None  # the run folder; None: runs/<task>
+
+    def __post_init__(self) -> None:
+        _choice("task", self.task, TASKS, "embedded-reber")
+        _choice("cell", self.cell, CELLS, "lstm")
+        _choice("optimizer", self.optimizer, OPTIMIZERS, "adam")
+        _choice("decay", self.decay, DECAYS, "cosine")
+        _choice("engine", self.engine, ("auto", "fused", "generic"), "auto")
+        for name in ("hidden_size", "num_layers", "embedding_size", "batch_size", "bptt", "eval_size"):
+            _int(name, getattr(self, name), low=1)
+        _int("seq_len", self.seq_len, low=2)
+        for name in ("warmup_steps", "eval_every", "seed"):
+            _int(name, getattr(self, name), low=0)
+        for name in ("steps", "patience"):
+            if getattr(self, name) is not None:
+                _int(name, getattr(self, name), low=1)
+        _number("lr", self.lr, low=0.0, low_open=True)
+        _number("momentum", self.momentum, low=0.0, high=1.0)
+        _number("weight_decay", self.weight_decay, low=0.0)
+        _number("dropout", self.dropout, low=0.0, high=1.0)
+        _number("min_lr_ratio", self.min_lr_ratio, low=0.0, high=1.0, high_closed=True)
+        _number("val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True)
+        _number("checkpoint_interval", self.checkpoint_interval, low=0.0)
+        for name in ("clip_norm", "epochs", "time_budget"):
+            if getattr(self, name) is not None:
+                _number(name, getattr(self, name), low=0.0, low_open=True)
+        for name in ("bidirectional", "tie_weights", "learn_initial_state", "stop_when_solved", "plot", "tensorboard"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad_argument(name, "True or False", getattr(self, name), f"pass {name}=True or {name}=False")
+        if self.steps is None and self.epochs is None and self.time_budget is None:
+            raise bad_argument("steps/epochs/time_budget", "at least one budget", "none of them",
+                               "give e.g. steps=1000 or time_budget=600 (rnnkit train --steps 1000 / --time-budget 10m)")
+        if self.bidirectional and self.task not in BIDIRECTIONAL_TASKS:
+            raise bad_argument("bidirectional", f"False for task {self.task!r}: it predicts the next step, which a "
+                               f"reverse direction would see", True,
+                               f"drop --bidirectional (it is allowed for {', '.join(BIDIRECTIONAL_TASKS)})")
+        if self.epochs is not None and self.task != "text":
+            raise bad_argument("epochs", f"None for task {self.task!r}: it draws fresh data every step, so it has no "
+                               "epochs", self.epochs, "give a step budget (--steps) or a time budget instead")
+        if self.data is not None and self.task != "text":
+            raise bad_argument("data", f"None for task {self.task!r} (it generates its own data)", self.data,
+                               "drop --data, or use --task text")
+        if self.data is not None and (not isinstance(self.data, str) or not self.data):
+            raise bad_argument("data", "a path as a non-empty str", self.data, "pass e.g. data='corpus.txt'")
+        if self.out is not None and (not isinstance(self.out, str) or not self.out):
+            raise bad_argument("out", "a folder path as a non-empty str", self.out, "pass e.g. out='runs/lm'")
+
+    @property
+    def run_dir(self) -> str:
+        """The run folder: ``out``, or ``runs/<task>`` when it is None."""
+        return self.out if self.out is not None else f"runs/{self.task}"
+
+
+# Each task's defaults: the fields that differ from TrainConfig's own (which are the main job's).
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "embedded-reber": {},
+    "reber": {},
+    "text": dict(hidden_size=512, num_layers=2, dropout=0.25, embedding_size=128, lr=2e-3, clip_norm=1.0,
+                 warmup_steps=100, decay="cosine", min_lr_ratio=0.05, batch_size=64, bptt=128, steps=None,
+                 time_budget=300.0, eval_every=250, stop_when_solved=False),
+    "sine": dict(hidden_size=32, lr=1e-2, batch_size=32, seq_len=50, steps=600, eval_every=50, eval_size=256,
+                 stop_when_solved=False),
+    "adding": dict(hidden_size=128, lr=1e-3, clip_norm=1.0, batch_size=64, seq_len=100, steps=3000,
+                   eval_every=100, eval_size=1000),
+    "copy": dict(hidden_size=128, lr=2e-3, clip_norm=1.0, batch_size=64, seq_len=100, steps=3000,
+                 eval_every=100, eval_size=500),
+}
+
+# Named override sets, applied on top of the task defaults.
+RECIPES: dict[str, dict[str, Any]] = {
+    "modern": {},
+    # seed 001's setup: 10 hidden units, plain SGD at lr 0.2, one word per step, learned h0, no clipping
+    "seed001": dict(hidden_size=10, optimizer="sgd", lr=0.2, momentum=0.0, batch_size=1, clip_norm=None,
+                    learn_initial_state=True, steps=40_000, eval_every=500),
+}
+_RECIPE_TASKS = {"modern": TASKS, "seed001": REBER_TASKS}
+
+
+def make_config(task: str = "embedded-reber", recipe: str = "modern",
+                overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The config of ``task`` with ``recipe`` and then ``overrides`` applied (see the module docstring).
+
+    Raises ValueError naming the field for an unknown task, recipe or field, or a bad value.
+    """
+    _choice("task", task, TASKS, "embedded-reber")
+    _choice("recipe", recipe, tuple(RECIPES), "modern")
+    if task not in _RECIPE_TASKS[recipe]:
+        raise bad_argument("recipe", f"a recipe for task {task!r}", recipe,
+                           f"recipe {recipe!r} is for {', '.join(_RECIPE_TASKS[recipe])}; drop --recipe")
+    values: dict[str, Any] = {**TASK_DEFAULTS[task], **RECIPES[recipe], **dict(overrides or {})}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise bad_argument("overrides", f"TrainConfig field names ({', '.join(sorted(names))})", unknown,
+                           "check the spelling")
+    values["task"] = values.get("task", task)
+    if values["task"] != task:
+        raise bad_argument("overrides['task']", f"the task given ({task!r})", values["task"], "pass the task once")
+    return TrainConfig(**values)
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd])")
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds in ``text``: ``"90s"``, ``"10m"``, ``"1h30m"``, ``"1.5h"``, ``"2d"`` or plain seconds ``"45"``.
+
+    Raises ValueError with the accepted forms for anything else (including zero or negative).
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    elif isinstance(text, str):
+        s = text.strip().lower().replace(" ", "")
+        try:
+            seconds = float(s)
+        except ValueError:
+            seconds = math.nan
+            if s and _DURATION.sub("", s) == "" and len({u for _, u in _DURATION.findall(s)}) == len(_DURATION.findall(s)):
+                seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(s))
+    else:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise bad_argument("time_budget", "a positive duration such as 90s, 10m, 1h30m, 1.5h or plain seconds",
+                           repr(text), "write e.g. --time-budget 10m")
+    return seconds
+
+
+def _choice(name: str, value: object, choices: tuple[str, ...], example: str) -> None:
+    if value not in choices:
+        raise bad_argument(name, f"one of {', '.join(choices)}", value, f"pick one, e.g. {name}={example!r}")
+
+
+def _int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise bad_argument(name, f"an int >= {low}", value, f"pass e.g. {name}={max(low, 1)}")
+
+
+def _number(name: str, value: object, *, low: float, high: float = math.inf, low_open: bool = False,
+            high_closed: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value <= high if high_closed else value < high)
+    if not ok:
+        left, right = ("(" if low_open else "["), ("]" if high_closed else ")")
+        span = f"a number in {left}{low:g}, {high:g}{right}" if math.isfinite(high) else \
+            f"a finite number {'>' if low_open else '>='} {low:g}"
+        raise bad_argument(name, span, value, f"pass a value in range for {name}")
