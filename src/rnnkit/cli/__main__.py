@@ -1,0 +1,6 @@
+"""``python -m rnnkit.cli ...`` (what ``torchrun -m rnnkit.cli train ...`` runs)."""
+import sys
+
+from rnnkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,73 @@
+"""The one-screen summary ``rnnkit train`` ends with, and the tables ``eval`` and ``info`` print."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rnnkit.training.progress import format_duration
+
+__all__ = ["console", "metrics_table", "print_summary"]
+
+_STOPPED = {"steps": "step budget reached", "epochs": "epoch budget reached", "time_budget": "time budget used up",
+            "solved": "solved (stopped at the first evaluation that solved it)",
+            "patience": "no improvement for --patience evaluations", "diverged": "the loss became NaN or infinite",
+            "interrupted": "interrupted (checkpoint written; continue with --resume)"}
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def metrics_table(metrics: dict[str, Any], title: str = "held-out metrics") -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, _fmt(value))
+    return table
+
+
+def print_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    """Print what ran, how it ended, the metrics, and where the files are."""
+    from rich.table import Table
+
+    out = console()
+    config = summary.get("config", {})
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold")
+    facts.add_column()
+    model = f"{summary['cell']} x {config.get('num_layers', 1)} layer(s) of {config.get('hidden_size')}"
+    if config.get("bidirectional"):
+        model += ", bidirectional"
+    facts.add_row("task", f"{summary['task']}: {summary.get('data', '')}")
+    facts.add_row("model", f"{model}, {summary['parameters']:,} parameters")
+    optimizer = f"{config.get('optimizer')} lr {config.get('lr')}, batch {config.get('batch_size')}"
+    facts.add_row("training", f"{optimizer}; {summary['steps']:,} steps, {summary['train_sequences']:,} sequences, "
+                              f"{summary['train_tokens']:,} tokens, world size {summary['world_size']}")
+    speed = summary.get("tokens_per_second")
+    facts.add_row("time", f"{format_duration(summary['wall_seconds'])} wall, {format_duration(summary['train_seconds'])} "
+                          f"training" + (f", {speed:,.0f} tokens/s" if speed else ""))
+    facts.add_row("stopped", _STOPPED.get(summary["stopped"], summary["stopped"]))
+    if summary.get("solved") is not None:
+        facts.add_row("solved", "yes" if summary["solved"] else "no")
+    out.print(facts)
+    metrics = dict(summary["metrics"])
+    for key, value in summary.get("baseline", {}).items():
+        metrics[f"{key} (reference)"] = value
+    if metrics:
+        out.print(metrics_table(metrics))
+    run = Path(summary["run_dir"])
+    files = [p for p in ("checkpoint", "metrics.jsonl", "curve.png", "summary.json") if (run / p).exists()]
+    out.print(f"[bold]files[/bold]  {run}/: " + ", ".join(files) + f"  ({len(history)} evaluations)")

@@ -1,0 +1,155 @@
+"""``rnnkit train``: train a model on a task, with a progress bar, records, a plot and a checkpoint.
+
+Flags map one-to-one onto ``rnnkit.training.TrainConfig`` fields; a flag left out takes the
+task's default (``TASK_DEFAULTS``), after the ``--recipe``. ``--resume RUN`` continues a run
+from its checkpoint with the run's own settings; only budgets, cadences and ``--out`` may be
+given again.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rnnkit.cli.common import (CLIError, add_json_argument, check_writable_file, duration, non_negative_int,
+                               positive_float, positive_int, probability, user_errors, write_json)
+
+__all__ = ["add_parser", "config_from_args", "run"]
+
+EXAMPLES = """examples:
+  rnnkit train                                   # the main job: LSTM on the embedded Reber grammar
+  rnnkit train --cell elman --seed 3 --json out.json
+  rnnkit train --recipe seed001 --cell elman     # seed 001's setup: hidden 10, SGD lr 0.2, one word per step
+  rnnkit train --task text --data tinyshakespeare.txt --time-budget 10m --out runs/shakespeare
+  rnnkit train --task copy --seq-len 100 --cell gru --steps 3000
+  rnnkit train --resume runs/shakespeare --time-budget 5m   # continue an interrupted or finished run
+
+The run folder (--out, default runs/<task>) receives checkpoint/, metrics.jsonl, curve.png and
+summary.json. Ctrl-C stops at the next step and writes a checkpoint that --resume continues.
+"""
+
+# (flags, config field, argparse keywords)
+_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
+    (("--cell",), "cell", dict(choices=("elman", "lstm", "gru"), help="recurrent cell (default: lstm)")),
+    (("--hidden",), "hidden_size", dict(type=positive_int, metavar="N", help="hidden units per layer")),
+    (("--layers",), "num_layers", dict(type=positive_int, metavar="N", help="stacked recurrent layers")),
+    (("--bidirectional",), "bidirectional", dict(action="store_true", help="add a reverse direction (adding, copy)")),
+    (("--dropout",), "dropout", dict(type=probability, metavar="P", help="dropout between layers (text: also "
+                                                                         "on the embedding and output)")),
+    (("--embedding",), "embedding_size", dict(type=positive_int, metavar="N", help="text: embedding width")),
+    (("--tie-weights",), "tie_weights", dict(action="store_true", help="text: share embedding and softmax weights")),
+    (("--engine",), "engine", dict(choices=("auto", "fused", "generic"), help="recurrence backend (default: auto)")),
+    (("--optimizer",), "optimizer", dict(choices=("adam", "sgd"), help="optimiser (default: adam)")),
+    (("--lr",), "lr", dict(type=positive_float, metavar="LR", help="peak learning rate")),
+    (("--momentum",), "momentum", dict(type=probability, metavar="M", help="SGD momentum")),
+    (("--weight-decay",), "weight_decay", dict(type=float, metavar="W", help="L2 penalty")),
+    (("--clip",), "clip_norm", dict(type=positive_float, metavar="NORM", help="clip the gradient norm to NORM")),
+    (("--warmup",), "warmup_steps", dict(type=non_negative_int, metavar="STEPS", help="linear warm-up steps")),
+    (("--decay",), "decay", dict(choices=("none", "linear", "cosine"), help="learning-rate decay over the budget")),
+    (("--min-lr-ratio",), "min_lr_ratio", dict(type=float, metavar="R", help="final lr as a fraction of --lr")),
+    (("--batch-size",), "batch_size", dict(type=positive_int, metavar="B", help="sequences per step")),
+    (("--bptt",), "bptt", dict(type=positive_int, metavar="T", help="text: steps per truncated-BPTT chunk")),
+    (("--seq-len",), "seq_len", dict(type=positive_int, metavar="T", help="sine length, adding length, copy lag")),
+    (("--steps",), "steps", dict(type=positive_int, metavar="N", help="at most N optimiser steps")),
+    (("--epochs",), "epochs", dict(type=positive_float, metavar="E", help="text: at most E passes over the data")),
+    (("--time-budget",), "time_budget", dict(type=duration, metavar="DURATION",
+                                             help="wall-time budget: 90s, 10m, 1h30m, 1.5h or seconds")),
+    (("--eval-every",), "eval_every", dict(type=non_negative_int, metavar="N", help="evaluate every N steps")),
+    (("--eval-size",), "eval_size", dict(type=positive_int, metavar="N", help="held-out words or sequences")),
+    (("--patience",), "patience", dict(type=positive_int, metavar="N",
+                                       help="stop after N evaluations without improvement")),
+    (("--keep-going",), "stop_when_solved", dict(action="store_false", help="do not stop when the task is solved")),
+    (("--checkpoint-interval",), "checkpoint_interval", dict(type=duration, metavar="DURATION",
+                                                             help="time between checkpoints (default 60s)")),
+    (("--no-plot",), "plot", dict(action="store_false", help="do not write curve.png")),
+    (("--no-tensorboard",), "tensorboard", dict(action="store_false", help="do not log to TensorBoard")),
+    (("--threads",), "threads", dict(type=positive_int, metavar="N",
+                                     help="torch CPU threads (default: 1 for small tasks, all cores for text)")),
+    (("--seed",), "seed", dict(type=non_negative_int, metavar="S", help="random seed (default 0)")),
+    (("--out",), "out", dict(metavar="DIR", help="run folder (default runs/<task>)")),
+    (("--data",), "data", dict(metavar="PATH", help="text: a UTF-8 file or folder (default: pydoc_data.topics)")),
+]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from rnnkit.training.config import RECIPES, TASKS
+
+    parser = subparsers.add_parser("train", help="train a model (default: LSTM on the embedded Reber grammar)",
+                                   description="Train a recurrent network on a task and save the run.",
+                                   epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=TASKS, default=argparse.SUPPRESS,
+                        help="what to learn (default: embedded-reber)")
+    parser.add_argument("--recipe", choices=tuple(RECIPES), default=argparse.SUPPRESS,
+                        help="a named set of defaults: modern (default) or seed001 (Reber only)")
+    for flags, dest, kwargs in _FLAGS:
+        parser.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, **kwargs)
+    parser.add_argument("--resume", metavar="RUN", type=Path, default=None,
+                        help="continue the run in folder RUN from its checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary (errors only)")
+    add_json_argument(parser)
+    return parser
+
+
+FLAG_OF = {dest: flags[0] for flags, dest, _ in _FLAGS} | {"path": "--data", "resume": "--resume", "task": "--task",
+                                                           "recipe": "--recipe"}
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    return {dest: getattr(args, dest) for _, dest, _ in _FLAGS if hasattr(args, dest)}
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[Any, Path | None]:
+    """The TrainConfig the flags describe, and the checkpoint to resume (or None). CLIError on bad input."""
+    from rnnkit.training.config import make_config
+    from rnnkit.training.run_state import RESUMABLE_FIELDS, config_from_metadata, resolve_resume
+
+    overrides = _given(args)
+    if args.resume is None:
+        with user_errors(FLAG_OF):
+            return make_config(getattr(args, "task", "embedded-reber"), getattr(args, "recipe", "modern"),
+                               overrides), None
+    fixed = sorted(k for k in overrides if k not in RESUMABLE_FIELDS)
+    fixed += [k for k in ("task", "recipe") if hasattr(args, k)]
+    if fixed:
+        raise CLIError(f"--resume: a resumed run keeps its own settings, so only budgets, cadences and --out may be "
+                       f"given, but {', '.join(sorted(fixed))} was given. Fix: drop them, or start a new run")
+    import dataclasses
+
+    from rnnkit.training.checkpoint import load_checkpoint
+
+    with user_errors(FLAG_OF):
+        checkpoint = resolve_resume(args.resume)
+        saved = config_from_metadata(load_checkpoint(checkpoint).metadata, checkpoint)
+        out = overrides.pop("out", str(checkpoint.parent) if checkpoint.name == "checkpoint" else saved.run_dir)
+        return dataclasses.replace(saved, out=out, **overrides), checkpoint
+
+
+def _check_paths(config: Any) -> None:
+    out = Path(config.run_dir)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out: expected a folder (created if missing), but {str(out)!r} is a file. "
+                       "Fix: pass a folder path, e.g. --out runs/my-run")
+    if config.data is not None and not Path(config.data).exists():
+        raise CLIError(f"--data: expected an existing file or folder, but {config.data!r} does not exist. "
+                       "Fix: check the path")
+
+
+def run(args: argparse.Namespace) -> int:
+    config, resume = config_from_args(args)
+    _check_paths(config)
+    check_writable_file(args.json)
+    from rnnkit.training.distributed import setup
+    from rnnkit.training.tasks import make_task
+    from rnnkit.training.trainer import Trainer
+
+    dist = setup()
+    with user_errors(FLAG_OF):
+        task = make_task(config, dist.rank, dist.world_size)
+    result = Trainer(config, task=task, progress=not args.quiet, dist=dist).fit(resume=resume)
+    if dist.is_main:
+        write_json(args.json, result.summary)
+        if not args.quiet:
+            from rnnkit.cli.summary import print_summary
+
+            print_summary(result.summary, result.history)
+    return 130 if result.stopped == "interrupted" else 0

@@ -1,0 +1,127 @@
+"""The character language-model task: stateful truncated BPTT over a text, scored in nats per character.
+
+Data: ``config.data`` (a UTF-8 file or a folder of .txt files) or, by default, CPython's
+``pydoc_data.topics``. The vocabulary is every character of the whole text; the first 90% is
+training text and the last 10% validation (``val_fraction``), as in char-rnn and nanoGPT.
+
+Training (stateful TBPTT): the training text is cut into ``batch_size`` contiguous streams
+(:class:`~rnnkit.data.TextStream`); step k reads chunk ``k mod chunks`` of every stream, so each
+row continues the row before it. The recurrent state is carried from chunk to chunk, detached
+at every chunk boundary (gradients flow back ``bptt`` steps), and reset to zero when an epoch
+starts again from the beginning. In a distributed run rank r trains on the r-th contiguous
+shard of the training text.
+
+Evaluation: ``val_loss`` is the mean cross-entropy, in nats per character, of predicting every
+validation character from all those before it: the whole validation text is one stream, read
+in chunks with the state carried and never reset, so no character is skipped or scored twice.
+``val_bpc`` is ``val_loss / ln 2``.
+
+Example:
+    >>> from rnnkit.training.config import make_config
+    >>> text = "to be or not to be, that is the question. " * 20
+    >>> task = TextTask(make_config("text", overrides={"batch_size": 2, "bptt": 8}), text=text)
+    >>> batch = task.batch(0)
+    >>> tuple(batch.inputs.shape), batch.carry_state, task.batch(1).carry_state
+    ((2, 8), False, True)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.data import CharCorpus, TextStream, Vocab
+from rnnkit.models import LanguageModel, LanguageModelConfig, RNNConfig
+from rnnkit.training.config import TrainConfig
+from rnnkit.training.tasks import Batch, Task, unwrap
+
+__all__ = ["TextTask", "stream_loss"]
+
+EVAL_CHUNK = 1024  # validation characters per forward call (the state is carried between calls)
+
+
+def stream_loss(model: nn.Module, ids: Tensor, chunk: int = EVAL_CHUNK) -> float:
+    """Mean next-character cross-entropy (nats) over ``ids`` (N,) read as one stream, state carried.
+
+    Every character but the first is predicted from all the characters before it. The model is
+    put in eval mode for the call (no dropout) and restored afterwards.
+    """
+    net = unwrap(model)
+    was_training = net.training
+    net.eval()
+    total, count, state = 0.0, 0, None
+    x, y = ids[:-1].unsqueeze(0), ids[1:].unsqueeze(0)  # (1, N-1) each
+    with torch.no_grad():
+        for start in range(0, x.shape[1], chunk):
+            logits, state = net(x[:, start:start + chunk], state)  # (1, T, V)
+            target = y[:, start:start + chunk]
+            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum"))
+            count += target.numel()
+    net.train(was_training)
+    return total / count
+
+
+class TextTask(Task):
+    """Character language modelling; see the module docstring."""
+
+    name = "text"
+    headline = "val_loss"
+    higher_is_better = False
+
+    def __init__(self, config: TrainConfig, rank: int = 0, world_size: int = 1, *, text: str | None = None,
+                 vocab: Vocab | None = None) -> None:
+        super().__init__(config, rank, world_size)
+        if text is not None:
+            corpus = CharCorpus.from_string(text, vocab)
+        elif config.data is not None:
+            corpus = CharCorpus.from_path(config.data, vocab)
+        else:
+            corpus = CharCorpus.default(vocab)
+        self.corpus = corpus
+        self.vocab = corpus.vocab
+        train, self.val_ids = corpus.split(config.val_fraction)
+        shard = len(train) // world_size
+        self.train_ids = train[rank * shard:(rank + 1) * shard] if world_size > 1 else train
+        self.stream = TextStream(self.train_ids, config.batch_size, config.bptt)
+
+    def build_model(self) -> nn.Module:
+        c = self.config
+        rnn = RNNConfig(cell=c.cell, hidden_size=c.hidden_size, num_layers=c.num_layers, dropout=c.dropout,
+                        engine=c.engine)
+        return LanguageModel(LanguageModelConfig(vocab_size=len(self.vocab), embedding_size=c.embedding_size,
+                                                 rnn=rnn, dropout=c.dropout, tie_weights=c.tie_weights))
+
+    def steps_per_epoch(self) -> int:
+        return len(self.stream)
+
+    def batch(self, step: int) -> Batch:
+        chunk = step % len(self.stream)
+        x, y = self.stream[chunk]  # (B, T) each
+        return Batch(inputs=x, targets=y, mask=None, sequences=x.shape[0], tokens=x.numel(), carry_state=chunk > 0)
+
+    def loss(self, model: nn.Module, batch: Batch, state: Any = None) -> tuple[Tensor, Any]:
+        logits, state = model(batch.inputs, state if batch.carry_state else None)  # (B, T, V)
+        loss = unwrap(model).loss(logits, batch.targets)
+        detached = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        return loss, detached
+
+    def evaluate(self, model: nn.Module, final: bool = False) -> dict[str, float]:
+        val_loss = stream_loss(model, self.val_ids)
+        return {"val_loss": val_loss, "val_bpc": val_loss / math.log(2)}
+
+    def vocab_json(self) -> dict:
+        return self.vocab.to_json()
+
+    def baseline(self) -> dict[str, float]:
+        """The unigram model of the training text: what a model with no context would score."""
+        counts = torch.bincount(self.train_ids, minlength=len(self.vocab)).double() + 1.0  # add-one smoothing
+        log_p = (counts / counts.sum()).log()
+        return {"unigram_val_loss": float(-log_p[self.val_ids[1:]].mean())}
+
+    def describe(self) -> str:
+        return (f"text {self.corpus.source}: {len(self.corpus.text):,} characters, vocabulary {len(self.vocab)}, "
+                f"{len(self.train_ids):,} training / {len(self.val_ids):,} validation characters; "
+                f"{self.config.batch_size} streams x {self.config.bptt} steps, {len(self.stream)} steps per epoch")
