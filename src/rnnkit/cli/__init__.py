@@ -43,7 +43,12 @@ def build_parser() -> Parser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     parser.set_defaults(_commands=subparsers.choices)
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f"rnnkit.cli.{name}")
+        try:
+            module = importlib.import_module(f"rnnkit.cli.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"rnnkit.cli.{name}":  # a subcommand not shipped in this checkout (e.g. sample)
+                continue
+            raise
         sub = module.add_parser(subparsers)
         sub.set_defaults(_run=module.run)
     return parser
