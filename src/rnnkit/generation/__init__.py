@@ -15,9 +15,10 @@ from rnnkit.generation.constraints import AutomatonConstraint, Constraint, Funct
 from rnnkit.generation.decoder import Generator, OnToken
 from rnnkit.generation.protocol import DecodingModel, check_decoding_model, prime, select_state
 from rnnkit.generation.sampling import keep_top_k, keep_top_p, pick, process, scale_temperature
+from rnnkit.generation.setup import DecodingTask, from_checkpoint
 
 __all__ = [
-    "AutomatonConstraint", "Codec", "Constraint", "DecodingModel", "FunctionConstraint", "Generation",
+    "AutomatonConstraint", "Codec", "Constraint", "DecodingModel", "DecodingTask", "FunctionConstraint", "Generation",
     "GenerationConfig", "Generator", "Hypothesis", "OnToken", "as_constraint", "beam_search", "check_decoding_model",
-    "keep_top_k", "keep_top_p", "pick", "prime", "process", "scale_temperature", "select_state",
+    "from_checkpoint", "keep_top_k", "keep_top_p", "pick", "prime", "process", "scale_temperature", "select_state",
 ]

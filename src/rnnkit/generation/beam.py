@@ -98,7 +98,7 @@ def beam_search(model: nn.Module, logits: Tensor, state: Any, *, width: int, max
         logprob_at.append(token_logp)
         if constraint is not None:
             cstate = constraint.advance(constraint.select(cstate, parent), token, extended)
-        if bool(finished.all()):
+        if bool(finished.all()) or t + 1 == max_length:
             break
         state = select_state(model, state, parent)
         logits, state = model.step(token, state)  # (k, V)

@@ -92,7 +92,7 @@ class AutomatonConstraint(Constraint):
             if bool((nxt < 0).any()):
                 row = int((nxt < 0).nonzero()[0, 0])
                 text = "".join(self._symbol_of.get(int(i), "?") for i in prompt[row, : t + 1].tolist())
-                raise bad_argument("prompt", "the start of a word of the constraining grammar", text,
+                raise bad_argument("prompt", "the start of a word of the constraining grammar", repr(text),
                                    f"begin with a prefix the automaton accepts, e.g. {self.automaton.symbols[0]!r}")
             state = nxt
         return state  # (B,)

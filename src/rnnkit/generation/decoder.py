@@ -134,7 +134,8 @@ class Generator:
                     break
             elif on_token is not None:
                 on_token(tokens, ~done, done)
-            logits, state = model.step(tokens, state)  # (N, V)
+            if t + 1 < cfg.max_length:
+                logits, state = model.step(tokens, state)  # (N, V)
         if steps:
             tokens_all = torch.stack(steps, dim=1)  # (N, T)
             logprobs_all = torch.stack(step_logprobs, dim=1).double()  # (N, T)
@@ -160,7 +161,8 @@ class Generator:
             constraint = self._constraint(logits.shape[-1])
             cstate = constraint.start(prompt) if constraint is not None else None
             hyps = beam_search(self.model, logits, state, width=cfg.beam, max_length=cfg.max_length, end=end,
-                               end_count=cfg.end_count, length_penalty=cfg.length_penalty, constraint=constraint, constraint_state=cstate)
+                               end_count=cfg.end_count, length_penalty=cfg.length_penalty, constraint=constraint,
+                               constraint_state=cstate)
             for hyp in hyps[: cfg.num_samples]:
                 rows.append(prompt[0])
                 seqs.append(hyp.tokens)

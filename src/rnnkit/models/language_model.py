@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +76,22 @@ class LanguageModel(nn.Module):
         """One token per sequence: tokens (B,) -> (logits (B, V), state). O(1) in the past length."""
         logits, state = self(tokens.unsqueeze(1), state)  # (B, 1, V)
         return logits[:, 0], state
+
+    def generate(self, prompt: Any, config: Any = None, *, vocab: Any = None, constraint: Any = None,
+                 on_token: Any = None, **options: Any) -> Any:
+        """Decode from ``prompt`` with ``rnnkit.generation.Generator``; ``options`` are GenerationConfig fields.
+
+        >>> from rnnkit.data.vocab import Vocab
+        >>> vocab = Vocab.build("abc")
+        >>> lm = LanguageModel(LanguageModelConfig(vocab_size=3, embedding_size=4, rnn=RNNConfig(hidden_size=8)))
+        >>> out = lm.generate("ab", vocab=vocab, max_length=4, top_k=2, seed=0)
+        >>> len(out.texts[0])
+        6
+        """
+        from rnnkit.generation import Generator
+
+        generator = Generator(self, vocab=vocab, constraint=constraint)
+        return generator.generate(prompt, config, on_token=on_token, **options)
 
     def next_log_probs(self, logits: Tensor) -> Tensor:
         """Log-probabilities of the next token, (..., V) -> (..., V)."""

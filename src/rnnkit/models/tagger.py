@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,21 @@ class SequenceTagger(nn.Module):
         """One symbol per sequence: tokens (B,) -> (logits (B, O), state), for decoding."""
         logits, state = self(tokens.unsqueeze(1), None, state)  # (B, 1, O)
         return logits[:, 0], state
+
+    def generate(self, prompt: Any, config: Any = None, *, vocab: Any = None, constraint: Any = None,
+                 on_token: Any = None, **options: Any) -> Any:
+        """Decode from ``prompt`` with ``rnnkit.generation.Generator``; ``options`` are GenerationConfig fields.
+
+        >>> from rnnkit.data import reber
+        >>> model = SequenceTagger(TaggerConfig(vocab_size=7, rnn=RNNConfig(hidden_size=8)))
+        >>> out = model.generate("B", vocab=reber.SYMBOLS, constraint=reber.automaton(), end_token="E", seed=0)
+        >>> reber.in_grammar(out.texts[0])
+        True
+        """
+        from rnnkit.generation import Generator
+
+        generator = Generator(self, vocab=vocab, constraint=constraint)
+        return generator.generate(prompt, config, on_token=on_token, **options)
 
     def next_log_probs(self, logits: Tensor) -> Tensor:
         """Log-probabilities of the next symbol, (..., O) -> (..., O).

@@ -1,0 +1,176 @@
+"""Decoding speed: rnnkit's Generator against a plain PyTorch sampling loop (issue 5, acceptance 4).
+
+Model: a character language model, embedding E=128 -> 1-layer LSTM H=512 -> linear decoder
+over V=65 tokens (Tiny Shakespeare's alphabet size), random weights, eval mode, fp32, CPU,
+``torch.set_num_threads(2)``.
+
+Baseline, measured in the same run with the same weights: ``torch.nn.LSTM(E, 512,
+batch_first=True)`` called one step at a time on a (B, 1, E) input with a carried (h, c),
+plus exactly the per-token work rnnkit does: the embedding lookup, the linear decoder,
+``log_softmax``, ``softmax`` + ``torch.multinomial`` with a seeded generator, the ``gather``
+of the chosen token's log-probability, and appending both to lists. The prompt is read with
+one whole-sequence call in both. Both run under ``torch.inference_mode``. With the same seed,
+both loops draw the same tokens (checked below), so the work is the same.
+
+Figures:
+- per-token latency at batch 1, and throughput (tokens/s) at batch 64, medians of interleaved repeats;
+- the ratio rnnkit / baseline (the target is <= 1.2), the median of the per-repeat ratios;
+- O(1) per token: over one 10,000-token run at batch 1, the median per-token time of tokens
+  10-109 against tokens 9,900-9,999 (the 10,000th token must cost what the 10th does).
+
+Usage:
+    python benchmarks/bench_generation.py [--tokens 1000] [--repeats 9] [--long 10000] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.generation import Generator
+from rnnkit.models import LanguageModel, LanguageModelConfig, RNNConfig
+
+V, E, H = 65, 128, 512
+PROMPT = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]])  # (1, P)
+
+
+class TorchLoop:
+    """The plain PyTorch baseline: nn.Embedding -> nn.LSTM one step at a time -> nn.Linear, sampled."""
+
+    def __init__(self, lm: LanguageModel) -> None:
+        self.embedding = nn.Embedding(V, E)
+        self.lstm = lm.rnn.to_torch()  # the same weights, as a torch.nn.LSTM(E, H, batch_first=True)
+        self.decoder = nn.Linear(H, V)
+        self.embedding.load_state_dict(lm.embedding.state_dict())
+        self.decoder.load_state_dict(lm.decoder.state_dict())
+        for module in (self.embedding, self.lstm, self.decoder):
+            module.eval()
+
+    @torch.inference_mode()
+    def generate(self, batch: int, length: int, seed: int, on_token: Callable[[], None] | None = None) -> Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        y, (h, c) = self.lstm(self.embedding(PROMPT))  # (1, P, H): the prompt, once
+        index = torch.zeros(batch, dtype=torch.int64)
+        h, c = h.index_select(1, index), c.index_select(1, index)  # (1, B, H)
+        logits = self.decoder(y[:, -1]).index_select(0, index)  # (B, V)
+        tokens, logprobs = [], []
+        for t in range(length):
+            logp = torch.log_softmax(logits, dim=-1)  # (B, V)
+            token = torch.multinomial(torch.softmax(logp, dim=-1), 1, generator=generator)[:, 0]  # (B,)
+            tokens.append(token)
+            logprobs.append(logp.gather(1, token.unsqueeze(1)).squeeze(1))
+            if on_token is not None:
+                on_token()
+            if t + 1 < length:
+                y, (h, c) = self.lstm(self.embedding(token).unsqueeze(1), (h, c))  # (B, 1, H)
+                logits = self.decoder(y[:, 0])  # (B, V)
+        return torch.stack(tokens, dim=1)  # (B, T)
+
+
+def rnnkit_generate(generator: Generator, batch: int, length: int, seed: int,
+                    on_token: Callable[..., None] | None = None) -> Tensor:
+    out = generator.generate(PROMPT[0], max_length=length, num_samples=batch, seed=seed, on_token=on_token)
+    return torch.tensor(out.tokens)  # (B, T)
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def compare(lm_gen: Generator, loop: TorchLoop, batch: int, length: int, repeats: int) -> tuple[float, float, float]:
+    """Seconds per decoding step of rnnkit and of the baseline, and their ratio.
+
+    The machine may be shared, so the two run in ABBA order within each repeat and the ratio is
+    taken per repeat (load that changes slowly hits both sides alike); the figures reported are
+    medians over the repeats.
+    """
+    rnnkit_generate(lm_gen, batch, 50, 0)  # warm-up
+    loop.generate(batch, 50, 0)
+    ours, theirs, ratios = [], [], []
+    for r in range(repeats):
+        a1 = seconds(lambda: rnnkit_generate(lm_gen, batch, length, r))
+        b1 = seconds(lambda: loop.generate(batch, length, r))
+        b2 = seconds(lambda: loop.generate(batch, length, r))
+        a2 = seconds(lambda: rnnkit_generate(lm_gen, batch, length, r))
+        ours.append((a1 + a2) / (2 * length))
+        theirs.append((b1 + b2) / (2 * length))
+        ratios.append((a1 + a2) / (b1 + b2))
+    return statistics.median(ours), statistics.median(theirs), statistics.median(ratios)
+
+
+def per_token_profile(run: Callable[[Callable[..., None]], object]) -> list[float]:
+    """Seconds between consecutive tokens of one run (timestamps taken by the per-token callback)."""
+    stamps: list[float] = []
+
+    def stamp(*_: object) -> None:
+        stamps.append(time.perf_counter())
+
+    run(stamp)
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+
+def window(deltas: list[float], start: int, size: int = 100) -> float:
+    return statistics.median(deltas[start - 1: start - 1 + size])  # deltas[k-1] is the cost of token k+1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=1000, help="tokens per timed run at batch 1 (a quarter at 64)")
+    parser.add_argument("--repeats", type=int, default=9, help="interleaved ABBA repeats per measurement")
+    parser.add_argument("--long", type=int, default=10_000, help="length of the O(1) run")
+    parser.add_argument("--json", default=None, help="write the figures here")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    lm = LanguageModel(LanguageModelConfig(vocab_size=V, embedding_size=E, dropout=0.0,
+                                           rnn=RNNConfig(cell="lstm", hidden_size=H, num_layers=1))).eval()
+    generator = Generator(lm)
+    loop = TorchLoop(lm)
+    same = torch.equal(rnnkit_generate(generator, 4, 200, 123), loop.generate(4, 200, 123))
+    print(f"same tokens as the baseline at the same seed (B=4, 200 tokens): {same}")
+
+    results: dict[str, float | bool | str] = {"same_tokens": same, "torch": torch.__version__,
+                                              "machine": platform.processor() or platform.machine()}
+    rows = []
+    for batch in (1, 64):
+        ours, theirs, ratio = compare(generator, loop, batch, args.tokens if batch == 1 else args.tokens // 4,
+                                      args.repeats)
+        results[f"b{batch}_rnnkit_us_per_step"] = ours * 1e6
+        results[f"b{batch}_torch_us_per_step"] = theirs * 1e6
+        results[f"b{batch}_ratio"] = ratio
+        rows.append((f"latency, batch {batch}", f"{ours * 1e6:8.1f} us/token", f"{theirs * 1e6:8.1f} us/token",
+                     ratio) if batch == 1 else
+                    (f"throughput, batch {batch}", f"{batch / ours:8.0f} tok/s", f"{batch / theirs:8.0f} tok/s", ratio))
+
+    ours_long = per_token_profile(lambda cb: rnnkit_generate(generator, 1, args.long, 0, cb))
+    theirs_long = per_token_profile(lambda cb: loop.generate(1, args.long, 0, cb))
+    for name, deltas in (("rnnkit", ours_long), ("torch", theirs_long)):
+        early, late = window(deltas, 10), window(deltas, args.long - 100)
+        results[f"{name}_token10_us"] = early * 1e6
+        results[f"{name}_token{args.long}_us"] = late * 1e6
+        results[f"{name}_late_over_early"] = late / early
+        rows.append((f"{name}: token 10 vs {args.long:,}", f"{early * 1e6:8.1f} us", f"{late * 1e6:8.1f} us",
+                     late / early))
+
+    print(f"\nLSTM E={E} H={H} V={V}, fp32, CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"{'measurement':<32} {'rnnkit':>18} {'plain torch loop':>18} {'ratio':>7}")
+    for label, ours_text, theirs_text, ratio in rows[:2]:
+        print(f"{label:<32} {ours_text:>18} {theirs_text:>18} {ratio:7.3f}")
+    print(f"\n{'O(1) check (median of 100 tokens)':<32} {'early':>18} {'late':>18} {'late/early':>7}")
+    for label, early, late, ratio in rows[2:]:
+        print(f"{label:<32} {early:>18} {late:>18} {ratio:7.3f}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
