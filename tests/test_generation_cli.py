@@ -5,16 +5,17 @@ the CLI fills the same GenerationConfig, so both must agree exactly.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import rnnkit
-from rnnkit.cli import sample
+from rnnkit.cli import main
 from rnnkit.data import reber
 from rnnkit.data.vocab import Vocab
 from rnnkit.generation import from_checkpoint
@@ -25,11 +26,8 @@ TEXT = "to be or not to be, that is the question\n"
 
 
 def run_cli(argv: list[str]) -> int:
-    """``rnnkit <argv>`` for the sample subcommand, in process."""
-    parser = argparse.ArgumentParser(prog="rnnkit")
-    sample.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.run(args)
+    """``rnnkit <argv>``, in process, through the real entry point."""
+    return main(argv)
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +134,26 @@ def test_checkpoints_that_do_not_sample_fail_with_one_line(checkpoints: dict[str
     assert run_cli(["sample", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(pattern, err[0]), err
+
+
+def test_json_to_stdout_and_quiet(checkpoints: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["sample", str(checkpoints["reber"]), "--num", "7", "--seed", "2", "--json", "-"]) == 0
+    summary = json.loads(capsys.readouterr().out)  # stdout holds the JSON and nothing else
+    assert len(summary["samples"]) == 7 and summary["task"] == "reber" and summary["seed"] == 2
+    assert run_cli(["sample", str(checkpoints["reber"]), "--num", "7", "--seed", "2", "--quiet"]) == 0
+    valid = sum(reber.in_grammar(s["text"]) for s in summary["samples"])
+    assert capsys.readouterr().out == f"valid: {valid} of 7 words ({100 * valid / 7:.1f}%)\n"
+
+
+def test_a_run_folder_and_the_installed_command(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    rnnkit.save(rnnkit.load(checkpoints["text"]), run_dir / "checkpoint",
+                vocab=Vocab.build(TEXT).to_json(), metadata={"task": "text"})
+    done = subprocess.run([sys.executable, "-m", "rnnkit.cli", "sample", str(run_dir), "--prompt", "to ",
+                           "--length", "15", "--seed", "4"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    generator, _ = from_checkpoint(run_dir / "checkpoint")
+    assert done.stdout == generator.generate("to ", max_length=15, seed=4).texts[0] + "\n"
+    bad = subprocess.run([sys.executable, "-m", "rnnkit.cli", "sample", str(run_dir), "--top-p", "2"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stdout == "" and len(bad.stderr.strip().splitlines()) == 1
