@@ -163,6 +163,24 @@ def test_time_budget_patience_and_divergence_stop_the_run(tmp_path: Path) -> Non
     assert wild.stopped == "diverged" and wild.summary["steps"] < 50
 
 
+def test_tensorboard_gets_every_numeric_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    logged: list[tuple[str, float, int]] = []
+
+    class Writer:  # what torch.utils.tensorboard.SummaryWriter offers the trainer
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            logged.append((tag, value, step))
+
+        def close(self) -> None:
+            logged.append(("closed", 0.0, 0))
+
+    import rnnkit.training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "tensorboard_writer", lambda folder: Writer())
+    result = fit(reber_config(tmp_path, tensorboard=True))
+    assert ("long_range_accuracy", result.history[-1]["long_range_accuracy"], 24) in logged
+    assert {step for tag, _, step in logged if tag == "train_loss"} == {8, 16, 24} and logged[-1][0] == "closed"
+
+
 @pytest.mark.slow
 def test_main_job_solves_the_embedded_reber_grammar(tmp_path: Path) -> None:
     """Acceptance 1 for one seed: both metrics >= 0.99 on 1,000 held-out words, early stop when solved."""

@@ -147,7 +147,8 @@ class TrainConfig:
             return self.threads
         import os
 
-        return max(1, os.cpu_count() or 1) if self.task == "text" else 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cores) if self.task == "text" else 1
 
     @property
     def run_dir(self) -> str:

@@ -24,11 +24,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from rnnkit.errors import CheckpointError, bad_argument
 from rnnkit.training.config import TrainConfig
+from rnnkit.training.tasks import step_seed
 
 __all__ = ["CHECKPOINT_DIR", "RESUMABLE_FIELDS", "changed_fields", "config_from_metadata", "encode_carry",
-           "is_run_dir", "resolve_resume"]
+           "is_run_dir", "resolve_resume", "restore_run", "save_run"]
 
 CHECKPOINT_DIR = "checkpoint"  # the checkpoint folder inside a run folder
 RESUMABLE_FIELDS = frozenset({"steps", "epochs", "time_budget", "eval_every", "stop_when_solved", "patience",
@@ -86,3 +90,62 @@ def encode_carry(carry: Any) -> Any:
     if carry is None:
         return None
     return tuple(t.detach().clone() for t in carry) if isinstance(carry, tuple) else carry.detach().clone()
+
+
+def save_run(trainer: Any, model: nn.Module, optimizer: torch.optim.Optimizer, carry: Any,
+             summary: dict | None) -> Path:
+    """Write ``<run>/checkpoint``: the model, the trainer's state, and the config (+ ``summary`` at the end)."""
+    from rnnkit.models.registry import config_to_json
+    from rnnkit.training._state import TrainingState, capture_rng_state
+    from rnnkit.training.checkpoint import save
+
+    per_epoch = trainer._task.steps_per_epoch()
+    state = TrainingState(
+        step=trainer.step, epoch=trainer.step // per_epoch if per_epoch else 0, tokens=trainer.tokens,
+        sequences=trainer.sequences, optimizer=optimizer.state_dict(), rng=capture_rng_state(),
+        scheduler={"elapsed": trainer.elapsed, "train_seconds": trainer.train_seconds},
+        data_position={"step": trainer.step, "chunk": trainer.step % per_epoch if per_epoch else None},
+        metrics=trainer.history,
+        extra={"carry": encode_carry(carry), "best": trainer._best, "since_best": trainer._since_best},
+    )
+    config = trainer.config
+    metadata = {"train_config": config_to_json(config), "task": config.task, "cell": config.cell}
+    if summary is not None:
+        metadata["summary"] = summary
+    return save(model, Path(config.run_dir) / CHECKPOINT_DIR, vocab=trainer._task.vocab_json(),
+                training_state=state, metadata=metadata)
+
+
+def restore_run(trainer: Any, resume: str | os.PathLike[str], model: nn.Module,
+                optimizer: torch.optim.Optimizer) -> Any:
+    """Load the run at ``resume`` into ``trainer`` (counters, history), ``model`` and ``optimizer``.
+
+    Returns the carried recurrent state. ValueError if the config differs beyond RESUMABLE_FIELDS.
+    """
+    from rnnkit.training._state import restore_rng_state
+    from rnnkit.training.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(resolve_resume(resume))
+    saved = config_from_metadata(ckpt.metadata, ckpt.path)
+    changed = changed_fields(saved, trainer.config)
+    if changed:
+        pairs = ", ".join(f"{n}={getattr(saved, n)!r}" for n in changed)
+        raise bad_argument("resume", "the run's own settings (only budgets, cadences and --out may change)",
+                           f"changes to {', '.join(changed)}", f"keep {pairs}, or start a new run")
+    state = ckpt.training_state
+    if state is None or state.optimizer is None:
+        raise bad_argument("resume", "a checkpoint with a training state", str(ckpt.path), "resume a run folder")
+    model.load_state_dict(ckpt.model.state_dict())
+    optimizer.load_state_dict(state.optimizer)
+    trainer.step, trainer.sequences, trainer.tokens = state.step, state.sequences, state.tokens
+    trainer.elapsed = float(state.scheduler["elapsed"])
+    trainer.train_seconds = float(state.scheduler["train_seconds"])
+    trainer.history = list(state.metrics)
+    trainer._best = state.extra.get("best")
+    trainer._since_best = int(state.extra.get("since_best", 0))
+    rank = trainer.dist_info.rank
+    if rank == 0 and state.rng is not None:
+        restore_rng_state(state.rng)
+    else:  # other ranks' dropout streams are not saved: reseed them from the step
+        torch.manual_seed(step_seed("dropout", trainer.config.seed, rank, trainer.step))
+    return state.extra.get("carry")

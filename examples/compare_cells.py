@@ -1,0 +1,29 @@
+"""Elman, LSTM and GRU side by side: the embedded Reber grammar and the adding problem.
+
+The Python face of ``rnnkit compare``: every run is a full Trainer run whose folder is kept;
+the tables are Markdown, whatever the figures say, and comparison.png holds all the curves.
+
+    python examples/compare_cells.py [--seeds 2] [--out runs/example-compare]
+"""
+from __future__ import annotations
+
+import argparse
+
+from rnnkit.training.compare import CompareConfig, compare_cells, format_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--long-lag-budget", type=float, default=30.0, help="seconds per adding-problem run")
+    parser.add_argument("--out", default="runs/example-compare")
+    args = parser.parse_args()
+    result = compare_cells(CompareConfig(seeds=args.seeds, long_lag="adding", lag=100,
+                                         long_lag_budget=args.long_lag_budget, out=args.out))
+    for group in result["groups"]:
+        print(format_table(group), end="\n\n")
+    print(f"learning curves: {result['plot']}")
+
+
+if __name__ == "__main__":
+    main()
