@@ -97,6 +97,20 @@ def test_stream_loss_equals_one_forward_over_the_whole_text() -> None:
     assert stream_loss(lm, ids, chunk=37) == pytest.approx(want, rel=1e-5)
 
 
+def test_stream_loss_with_several_streams_scores_every_character_once() -> None:
+    lm = _lm().eval()
+    ids = torch.randint(0, 40, (302,))  # 301 predictions: 3 rows of 100 and a tail of 1
+    total = 0.0
+    with torch.no_grad():
+        for k in range(3):  # the oracle: each row alone from a zero state; the tail continues row 3
+            row = ids[100 * k: 100 * k + 101]
+            logits, state = lm(row[:-1].unsqueeze(0))
+            total += F.cross_entropy(logits[0], row[1:], reduction="sum").item()
+        logits, _ = lm(ids[300:301].unsqueeze(0), state)
+        total += F.cross_entropy(logits[0], ids[301:302], reduction="sum").item()
+    assert stream_loss(lm, ids, chunk=32, streams=3) == pytest.approx(total / 301, rel=1e-5)
+
+
 def test_text_task_split_streams_and_carry() -> None:
     config = make_config("text", overrides={"batch_size": 3, "bptt": 10})
     task = TextTask(config, text=TEXT)

@@ -26,7 +26,6 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from rnnkit.training.config import TrainConfig
@@ -66,6 +65,7 @@ class Task:
     name: str = ""
     headline: str = ""  # the metric shown in the progress bar and used by ``patience``
     higher_is_better: bool = True
+    final_differs: bool = False  # True when evaluate(final=True) scores differently (text: one stream)
 
     def __init__(self, config: TrainConfig, rank: int = 0, world_size: int = 1) -> None:
         self.config = config
@@ -135,7 +135,3 @@ def make_task(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Task:
     return SYNTHETIC[config.task](config, rank, world_size)
 
 
-def no_grad_eval(model: nn.Module) -> Any:
-    """Put ``model`` in eval mode and return a context that disables gradients (restore with ``.train()``)."""
-    model.eval()
-    return torch.no_grad()

@@ -181,6 +181,8 @@ class Trainer:
 
     def _fit(self, resume: str | Path | None, start: float) -> TrainResult:
         c, info = self.config, self.dist_info
+        self.step, self.sequences, self.tokens, self.elapsed, self.train_seconds = 0, 0, 0, 0.0, 0.0
+        self.history, self._stop = [], None
         seed_everything(c.seed)
         self._task = self.task or make_task(c, info.rank, info.world_size)
         model = self._task.build_model()
@@ -210,7 +212,7 @@ class Trainer:
                 raise
             run.stopped = "interrupted"
         self.elapsed = time.perf_counter() - run.loop_start
-        if run.stopped != "interrupted" and run.last_eval_step != self.step:
+        if run.stopped != "interrupted" and (run.last_eval_step != self.step or self._task.final_differs):
             self._evaluate(run, final=True)
         elif info.is_main and c.plot and self.history:
             self._plot()
@@ -289,6 +291,8 @@ class Trainer:
             "tokens_per_second": (self.tokens - run.tokens_mark) / spent if spent > 0 else None, **values}
         if solved is not None:
             record["solved"] = solved
+        if final:
+            record["final"] = True
         self.history.append(record)
         run.metrics = values
         run.loss_sum, run.loss_count, run.tokens_mark, run.train_mark = 0.0, 0, self.tokens, self.train_seconds
