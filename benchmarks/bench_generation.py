@@ -2,7 +2,7 @@
 
 Model: a character language model, embedding E=128 -> 1-layer LSTM H=512 -> linear decoder
 over V=65 tokens (Tiny Shakespeare's alphabet size), random weights, eval mode, fp32, CPU,
-``torch.set_num_threads(2)``.
+``torch.set_num_threads(2)`` (``--threads``).
 
 Baseline, measured in the same run with the same weights: ``torch.nn.LSTM(E, 512,
 batch_first=True)`` called one step at a time on a (B, 1, E) input with a carried (h, c),
@@ -15,11 +15,15 @@ both loops draw the same tokens (checked below), so the work is the same.
 Figures:
 - per-token latency at batch 1, and throughput (tokens/s) at batch 64, medians of interleaved repeats;
 - the ratio rnnkit / baseline (the target is <= 1.2), the median of the per-repeat ratios;
-- O(1) per token: over one 10,000-token run at batch 1, the median per-token time of tokens
-  10-109 against tokens 9,900-9,999 (the 10,000th token must cost what the 10th does).
+- ``--clock cpu --threads 1`` times the CPU time of the decoding thread instead of wall time: on
+  a shared machine it leaves out the time spent waiting for a core, which wall time cannot.
+- O(1) per token: in a 10,000-token run at batch 1, the median per-token time of tokens 10-109
+  against tokens 9,900-9,999 (the 10,000th token must cost what the 10th does); the median of
+  ``--long-runs`` runs per side.
 
 Usage:
-    python benchmarks/bench_generation.py [--tokens 1000] [--repeats 9] [--long 10000] [--json PATH]
+    python benchmarks/bench_generation.py [--tokens 1000] [--repeats 9] [--long 10000] [--long-runs 3]
+                                          [--threads 2] [--clock wall|cpu] [--json PATH]
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from rnnkit.generation import Generator
 from rnnkit.models import LanguageModel, LanguageModelConfig, RNNConfig
 
 V, E, H = 65, 128, 512
+CLOCK = [time.perf_counter]  # --clock cpu: time.thread_time, the CPU time of the (only) decoding thread
 PROMPT = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]])  # (1, P)
 
 
@@ -80,9 +85,9 @@ def rnnkit_generate(generator: Generator, batch: int, length: int, seed: int,
 
 
 def seconds(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
+    start = CLOCK[0]()
     fn()
-    return time.perf_counter() - start
+    return CLOCK[0]() - start
 
 
 def compare(lm_gen: Generator, loop: TorchLoop, batch: int, length: int, repeats: int) -> tuple[float, float, float]:
@@ -111,7 +116,7 @@ def per_token_profile(run: Callable[[Callable[..., None]], object]) -> list[floa
     stamps: list[float] = []
 
     def stamp(*_: object) -> None:
-        stamps.append(time.perf_counter())
+        stamps.append(CLOCK[0]())
 
     run(stamp)
     return [b - a for a, b in zip(stamps, stamps[1:])]
@@ -125,10 +130,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=1000, help="tokens per timed run at batch 1 (a quarter at 64)")
     parser.add_argument("--repeats", type=int, default=9, help="interleaved ABBA repeats per measurement")
-    parser.add_argument("--long", type=int, default=10_000, help="length of the O(1) run")
+    parser.add_argument("--long", type=int, default=10_000, help="length of the O(1) runs")
+    parser.add_argument("--long-runs", type=int, default=3, help="O(1) runs per side (median of their ratios)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2, the CI machine's cores)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: elapsed time; cpu: CPU time of the decoding thread, which ignores time spent "
+                             "waiting for a core on a shared machine (needs --threads 1)")
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    if args.clock == "cpu":
+        if args.threads != 1:
+            parser.error("--clock cpu measures the main thread only, so it needs --threads 1")
+        CLOCK[0] = time.thread_time
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     lm = LanguageModel(LanguageModelConfig(vocab_size=V, embedding_size=E, dropout=0.0,
                                            rnn=RNNConfig(cell="lstm", hidden_size=H, num_layers=1))).eval()
@@ -137,7 +151,8 @@ def main() -> None:
     same = torch.equal(rnnkit_generate(generator, 4, 200, 123), loop.generate(4, 200, 123))
     print(f"same tokens as the baseline at the same seed (B=4, 200 tokens): {same}")
 
-    results: dict[str, float | bool | str] = {"same_tokens": same, "torch": torch.__version__,
+    results: dict[str, float | bool | str] = {"same_tokens": same, "torch": torch.__version__, "clock": args.clock,
+                                              "threads": args.threads,
                                               "machine": platform.processor() or platform.machine()}
     rows = []
     for batch in (1, 64):
@@ -150,17 +165,23 @@ def main() -> None:
                      ratio) if batch == 1 else
                     (f"throughput, batch {batch}", f"{batch / ours:8.0f} tok/s", f"{batch / theirs:8.0f} tok/s", ratio))
 
-    ours_long = per_token_profile(lambda cb: rnnkit_generate(generator, 1, args.long, 0, cb))
-    theirs_long = per_token_profile(lambda cb: loop.generate(1, args.long, 0, cb))
-    for name, deltas in (("rnnkit", ours_long), ("torch", theirs_long)):
-        early, late = window(deltas, 10), window(deltas, args.long - 100)
+    profiles: dict[str, list[tuple[float, float]]] = {"rnnkit": [], "torch": []}
+    for r in range(args.long_runs):  # alternate the two so that load changes hit both
+        for name, run in (("rnnkit", lambda cb: rnnkit_generate(generator, 1, args.long, r, cb)),
+                          ("torch", lambda cb: loop.generate(1, args.long, r, cb))):
+            deltas = per_token_profile(run)
+            profiles[name].append((window(deltas, 10), window(deltas, args.long - 100)))
+    for name, pairs in profiles.items():
+        early = statistics.median(e for e, _ in pairs)
+        late = statistics.median(lt for _, lt in pairs)
+        ratio = statistics.median(lt / e for e, lt in pairs)
         results[f"{name}_token10_us"] = early * 1e6
         results[f"{name}_token{args.long}_us"] = late * 1e6
-        results[f"{name}_late_over_early"] = late / early
-        rows.append((f"{name}: token 10 vs {args.long:,}", f"{early * 1e6:8.1f} us", f"{late * 1e6:8.1f} us",
-                     late / early))
+        results[f"{name}_late_over_early"] = ratio
+        rows.append((f"{name}: token 10 vs {args.long:,}", f"{early * 1e6:8.1f} us", f"{late * 1e6:8.1f} us", ratio))
 
-    print(f"\nLSTM E={E} H={H} V={V}, fp32, CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"\nLSTM E={E} H={H} V={V}, fp32, CPU, {torch.get_num_threads()} threads, {args.clock} clock, "
+          f"torch {torch.__version__}")
     print(f"{'measurement':<32} {'rnnkit':>18} {'plain torch loop':>18} {'ratio':>7}")
     for label, ours_text, theirs_text, ratio in rows[:2]:
         print(f"{label:<32} {ours_text:>18} {theirs_text:>18} {ratio:7.3f}")

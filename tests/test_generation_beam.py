@@ -96,3 +96,12 @@ def test_hypotheses_come_best_first_with_their_scores(model: LanguageModel) -> N
     for text, logprob, score, tokens, finished in zip(out.texts, out.logprobs, out.scores, out.tokens, out.finished):
         assert score == pytest.approx(logprob / len(tokens))
         assert finished == text.endswith("E") and reber.in_grammar(text) == finished  # a trained model, short words
+
+
+def test_a_tiny_temperature_samples_the_greedy_sequence(model: LanguageModel) -> None:
+    gen = Generator(model, vocab=reber.SYMBOLS)
+    greedy = gen.generate("B", greedy=True, max_length=20, end_token="E")
+    cold = gen.generate("B", temperature=1e-4, num_samples=50, max_length=20, end_token="E", seed=0)
+    assert cold.texts == greedy.texts * 50
+    warm = gen.generate("B", temperature=1.0, num_samples=50, max_length=20, end_token="E", seed=0)
+    assert len(set(warm.texts)) > 5  # at temperature 1 the same model does not collapse to one word
