@@ -37,7 +37,7 @@ EXAMPLES = """examples:
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``sample`` on the ``rnnkit`` command's subparsers."""
     p = subparsers.add_parser("sample", help="generate text or Reber words from a checkpoint",
-                              description=__doc__.split("\n\n", 2)[2], epilog=EXAMPLES,
+                              description=__doc__.split("\n\n", 2)[2].replace("``", ""), epilog=EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="CHECKPOINT", type=Path,
                    help="a run folder of rnnkit train, or a checkpoint folder (rnnkit.save)")
