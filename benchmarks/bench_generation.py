@@ -13,13 +13,15 @@ one whole-sequence call in both. Both run under ``torch.inference_mode``. With t
 both loops draw the same tokens (checked below), so the work is the same.
 
 Figures:
-- per-token latency at batch 1, and throughput (tokens/s) at batch 64, medians of interleaved repeats;
+- per-token latency at batch 1, and throughput (tokens/s) at batch 64, medians of interleaved
+  repeats: the mean cost per token, and its 10th percentile ("p10", the cost of a token that
+  nothing else got in the way of, which is what to read on a shared, loaded machine);
 - the ratio rnnkit / baseline (the target is <= 1.2), the median of the per-repeat ratios;
 - ``--clock cpu --threads 1`` times the CPU time of the decoding thread instead of wall time: on
   a shared machine it leaves out the time spent waiting for a core, which wall time cannot.
 - O(1) per token: in a 10,000-token run at batch 1, the median per-token time of tokens 10-109
-  against tokens 9,900-9,999 (the 10,000th token must cost what the 10th does); the median of
-  ``--long-runs`` runs per side.
+  against tokens 9,900-9,999 (the 10,000th token must cost what the 10th does), median and p10
+  of each window; the median of ``--long-runs`` runs per side.
 
 Usage:
     python benchmarks/bench_generation.py [--tokens 1000] [--repeats 9] [--long 10000] [--long-runs 3]
@@ -84,33 +86,6 @@ def rnnkit_generate(generator: Generator, batch: int, length: int, seed: int,
     return torch.tensor(out.tokens)  # (B, T)
 
 
-def seconds(fn: Callable[[], object]) -> float:
-    start = CLOCK[0]()
-    fn()
-    return CLOCK[0]() - start
-
-
-def compare(lm_gen: Generator, loop: TorchLoop, batch: int, length: int, repeats: int) -> tuple[float, float, float]:
-    """Seconds per decoding step of rnnkit and of the baseline, and their ratio.
-
-    The machine may be shared, so the two run in ABBA order within each repeat and the ratio is
-    taken per repeat (load that changes slowly hits both sides alike); the figures reported are
-    medians over the repeats.
-    """
-    rnnkit_generate(lm_gen, batch, 50, 0)  # warm-up
-    loop.generate(batch, 50, 0)
-    ours, theirs, ratios = [], [], []
-    for r in range(repeats):
-        a1 = seconds(lambda: rnnkit_generate(lm_gen, batch, length, r))
-        b1 = seconds(lambda: loop.generate(batch, length, r))
-        b2 = seconds(lambda: loop.generate(batch, length, r))
-        a2 = seconds(lambda: rnnkit_generate(lm_gen, batch, length, r))
-        ours.append((a1 + a2) / (2 * length))
-        theirs.append((b1 + b2) / (2 * length))
-        ratios.append((a1 + a2) / (b1 + b2))
-    return statistics.median(ours), statistics.median(theirs), statistics.median(ratios)
-
-
 def per_token_profile(run: Callable[[Callable[..., None]], object]) -> list[float]:
     """Seconds between consecutive tokens of one run (timestamps taken by the per-token callback)."""
     stamps: list[float] = []
@@ -122,8 +97,36 @@ def per_token_profile(run: Callable[[Callable[..., None]], object]) -> list[floa
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
-def window(deltas: list[float], start: int, size: int = 100) -> float:
-    return statistics.median(deltas[start - 1: start - 1 + size])  # deltas[k-1] is the cost of token k+1
+def p10(values: list[float]) -> float:
+    """The 10th percentile: the cost of a token when nothing else got in the way."""
+    return statistics.quantiles(values, n=10)[0]
+
+
+def compare(lm_gen: Generator, loop: TorchLoop, batch: int, length: int, repeats: int) -> dict[str, float]:
+    """Seconds per decoding step of rnnkit and of the baseline (mean and 10th percentile), and the ratios.
+
+    The machine may be shared, so the two run in ABBA order within each repeat and the ratios are
+    taken per repeat (load that changes slowly hits both sides alike); the figures are medians
+    over the repeats. Both sides take a timestamp per token through the same kind of callback.
+    """
+    rnnkit_generate(lm_gen, batch, 50, 0)  # warm-up
+    loop.generate(batch, 50, 0)
+    rows: dict[str, list[float]] = {k: [] for k in ("ours", "theirs", "ratio", "ours_p10", "theirs_p10", "ratio_p10")}
+    for r in range(repeats):
+        a1 = per_token_profile(lambda cb: rnnkit_generate(lm_gen, batch, length, r, cb))
+        b1 = per_token_profile(lambda cb: loop.generate(batch, length, r, cb))
+        b2 = per_token_profile(lambda cb: loop.generate(batch, length, r, cb))
+        a2 = per_token_profile(lambda cb: rnnkit_generate(lm_gen, batch, length, r, cb))
+        ours, theirs = statistics.fmean(a1 + a2), statistics.fmean(b1 + b2)
+        ours_p10, theirs_p10 = p10(a1 + a2), p10(b1 + b2)
+        for key, value in (("ours", ours), ("theirs", theirs), ("ratio", ours / theirs), ("ours_p10", ours_p10),
+                           ("theirs_p10", theirs_p10), ("ratio_p10", ours_p10 / theirs_p10)):
+            rows[key].append(value)
+    return {key: statistics.median(values) for key, values in rows.items()}
+
+
+def window(deltas: list[float], start: int, size: int = 100) -> list[float]:
+    return deltas[start - 1: start - 1 + size]  # deltas[k-1] is the cost of token k+1
 
 
 def main() -> None:
@@ -154,40 +157,37 @@ def main() -> None:
     results: dict[str, float | bool | str] = {"same_tokens": same, "torch": torch.__version__, "clock": args.clock,
                                               "threads": args.threads,
                                               "machine": platform.processor() or platform.machine()}
-    rows = []
+    print(f"\nLSTM E={E} H={H} V={V}, fp32, CPU, {torch.get_num_threads()} threads, {args.clock} clock, "
+          f"torch {torch.__version__}")
+    print(f"{'per decoding step':<22} {'rnnkit':>10} {'torch loop':>10} {'ratio':>6}   "
+          f"{'rnnkit p10':>10} {'torch p10':>10} {'ratio':>6}")
     for batch in (1, 64):
-        ours, theirs, ratio = compare(generator, loop, batch, args.tokens if batch == 1 else args.tokens // 4,
-                                      args.repeats)
-        results[f"b{batch}_rnnkit_us_per_step"] = ours * 1e6
-        results[f"b{batch}_torch_us_per_step"] = theirs * 1e6
-        results[f"b{batch}_ratio"] = ratio
-        rows.append((f"latency, batch {batch}", f"{ours * 1e6:8.1f} us/token", f"{theirs * 1e6:8.1f} us/token",
-                     ratio) if batch == 1 else
-                    (f"throughput, batch {batch}", f"{batch / ours:8.0f} tok/s", f"{batch / theirs:8.0f} tok/s", ratio))
+        f = compare(generator, loop, batch, args.tokens if batch == 1 else args.tokens // 4, args.repeats)
+        for key, value in f.items():
+            results[f"b{batch}_{key}" + ("" if key.startswith("ratio") else "_us")] = \
+                value if key.startswith("ratio") else value * 1e6
+        label = "latency B=1 (us/token)" if batch == 1 else f"throughput B={batch} (tok/s)"
+        show = (lambda x: f"{x * 1e6:10.1f}") if batch == 1 else (lambda x: f"{batch / x:10.0f}")
+        print(f"{label:<22} {show(f['ours'])} {show(f['theirs'])} {f['ratio']:6.3f}   "
+              f"{show(f['ours_p10'])} {show(f['theirs_p10'])} {f['ratio_p10']:6.3f}")
 
-    profiles: dict[str, list[tuple[float, float]]] = {"rnnkit": [], "torch": []}
+    print(f"\n{'O(1), B=1, us/token':<22} {'token 10':>10} {f'token {args.long:,}':>10} {'ratio':>6}   "
+          f"{'10 p10':>10} {f'{args.long:,} p10':>10} {'ratio':>6}")
+    profiles: dict[str, list[list[float]]] = {"rnnkit": [], "torch": []}
     for r in range(args.long_runs):  # alternate the two so that load changes hit both
         for name, run in (("rnnkit", lambda cb: rnnkit_generate(generator, 1, args.long, r, cb)),
                           ("torch", lambda cb: loop.generate(1, args.long, r, cb))):
             deltas = per_token_profile(run)
-            profiles[name].append((window(deltas, 10), window(deltas, args.long - 100)))
-    for name, pairs in profiles.items():
-        early = statistics.median(e for e, _ in pairs)
-        late = statistics.median(lt for _, lt in pairs)
-        ratio = statistics.median(lt / e for e, lt in pairs)
-        results[f"{name}_token10_us"] = early * 1e6
-        results[f"{name}_token{args.long}_us"] = late * 1e6
-        results[f"{name}_late_over_early"] = ratio
-        rows.append((f"{name}: token 10 vs {args.long:,}", f"{early * 1e6:8.1f} us", f"{late * 1e6:8.1f} us", ratio))
-
-    print(f"\nLSTM E={E} H={H} V={V}, fp32, CPU, {torch.get_num_threads()} threads, {args.clock} clock, "
-          f"torch {torch.__version__}")
-    print(f"{'measurement':<32} {'rnnkit':>18} {'plain torch loop':>18} {'ratio':>7}")
-    for label, ours_text, theirs_text, ratio in rows[:2]:
-        print(f"{label:<32} {ours_text:>18} {theirs_text:>18} {ratio:7.3f}")
-    print(f"\n{'O(1) check (median of 100 tokens)':<32} {'early':>18} {'late':>18} {'late/early':>7}")
-    for label, early, late, ratio in rows[2:]:
-        print(f"{label:<32} {early:>18} {late:>18} {ratio:7.3f}")
+            early, late = window(deltas, 10), window(deltas, args.long - 100)
+            profiles[name].append([statistics.median(early), statistics.median(late), p10(early), p10(late)])
+    for name, runs in profiles.items():
+        early, late, early10, late10 = (statistics.median(run[i] for run in runs) for i in range(4))
+        ratio = statistics.median(run[1] / run[0] for run in runs)
+        ratio10 = statistics.median(run[3] / run[2] for run in runs)
+        results.update({f"{name}_token10_us": early * 1e6, f"{name}_token{args.long}_us": late * 1e6,
+                        f"{name}_late_over_early": ratio, f"{name}_late_over_early_p10": ratio10})
+        print(f"{name:<22} {early * 1e6:10.1f} {late * 1e6:10.1f} {ratio:6.3f}   "
+              f"{early10 * 1e6:10.1f} {late10 * 1e6:10.1f} {ratio10:6.3f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
