@@ -69,19 +69,21 @@ def evaluate_checkpoint(checkpoint: Path, data: Path | None) -> dict[str, Any]:
     if config.task == "text":
         from rnnkit.training.task_text import stream_loss
 
-        with user_errors({"path": "--data", "text": "--data"}):
-            vocab = Vocab.from_json(ckpt.vocab) if ckpt.vocab is not None else None
-            if data is not None:
-                from rnnkit.data.text import read_text  # its errors name "path": the --data file
+        vocab = Vocab.from_json(ckpt.vocab) if ckpt.vocab is not None else None
+        if data is not None:
+            from rnnkit.data.text import read_text
 
-                ids = vocab.encode(read_text(data))
-                if len(ids) < 2:
-                    raise CLIError(f"--data: expected at least 2 characters to score, found {len(ids)} in {data}")
-                where = f"{data} (whole text, one stream)"
-            else:
-                task = make_task(config) if ckpt.vocab is None else _text_task(config, vocab)
-                ids = task.val_ids
-                where = f"validation split of {task.corpus.source} (last {config.val_fraction:.0%})"
+            with user_errors({"path": "--data", "text": "--data"}):
+                ids = vocab.encode(read_text(data)) if vocab is not None else make_task(config).vocab.encode(
+                    read_text(data))
+            if len(ids) < 2:
+                raise CLIError(f"--data: expected at least 2 characters to score, found {len(ids)} in {data}")
+            where = f"{data} (whole text, one stream)"
+        else:
+            with user_errors({"path": f"the run's training text ({config.data or 'pydoc_data.topics'})"}):
+                task = make_task(config) if vocab is None else _text_task(config, vocab)
+            ids = task.val_ids
+            where = f"validation split of {task.corpus.source} (last {config.val_fraction:.0%})"
         loss = stream_loss(model, ids)
         summary.update(data=where, characters=len(ids), metrics={"val_loss": loss, "val_bpc": loss / math.log(2)})
         return summary

@@ -104,6 +104,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[Any, Path | None]:
     from rnnkit.training.run_state import RESUMABLE_FIELDS, config_from_metadata, resolve_resume
 
     overrides = _given(args)
+    if overrides.get("data") is not None and Path(overrides["data"]).exists():
+        overrides["data"] = str(Path(overrides["data"]).resolve())  # eval and --resume work from any folder
     if args.resume is None:
         with user_errors(FLAG_OF):
             return make_config(getattr(args, "task", "embedded-reber"), getattr(args, "recipe", "modern"),

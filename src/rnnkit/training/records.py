@@ -108,6 +108,20 @@ def _new_figure(panels: int, width: float = 5.0) -> tuple[Any, list[Any]]:
     return fig, axes
 
 
+def _style_x(ax: Any) -> None:
+    """Few x ticks, large counts written as 20k / 1.5M so the labels never run together."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    def short(value: float, _: Any) -> str:
+        for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= size:
+                return f"{value / size:g}{suffix}"
+        return f"{value:g}"
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+    ax.xaxis.set_major_formatter(FuncFormatter(short))
+
+
 def _save(fig: Any, path: Path) -> None:
     import io
 
@@ -131,6 +145,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str],
         axes[0].plot(*series[key], marker="." if len(series[key][0]) < 30 else None, label=key)
     axes[0].set_xlabel(x_label)
     axes[0].set_ylabel("loss")
+    _style_x(axes[0])
     if losses and all(v > 0 for k in losses for v in series[k][1]):
         axes[0].set_yscale("log")
     axes[0].legend(loc="best", fontsize="small")
@@ -140,6 +155,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str],
             axes[1].plot(*series[key], marker="." if len(series[key][0]) < 30 else None, label=key)
         axes[1].set_xlabel(x_label)
         axes[1].set_ylabel("held-out metric")
+        _style_x(axes[1])
         axes[1].legend(loc="best", fontsize="small")
         axes[1].grid(True, alpha=0.3)
     if title:
@@ -167,6 +183,7 @@ def plot_comparison(groups: dict[str, dict[str, list[Sequence[dict[str, Any]]]]]
         ax.set_title(group, fontsize="medium")
         ax.set_xlabel((x_label or {}).get(group, "training sequences"))
         ax.set_ylabel(key, fontsize="small")
+        _style_x(ax)
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize="small")

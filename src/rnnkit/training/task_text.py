@@ -6,10 +6,17 @@ training text and the last 10% validation (``val_fraction``), as in char-rnn and
 
 Training (stateful TBPTT): the training text is cut into ``batch_size`` contiguous streams
 (:class:`~rnnkit.data.TextStream`); step k reads chunk ``k mod chunks`` of every stream, so each
-row continues the row before it. The recurrent state is carried from chunk to chunk, detached
-at every chunk boundary (gradients flow back ``bptt`` steps), and reset to zero when an epoch
-starts again from the beginning. In a distributed run rank r trains on the r-th contiguous
-shard of the training text.
+row continues the row before it. The recurrent state is carried from chunk to chunk and
+detached at every chunk boundary (gradients flow back ``bptt`` steps). It is carried across
+epoch boundaries too, where each row jumps back to its start, as across a document boundary:
+the state is zero only at the first step of the run, so the model learns to read streams far
+longer than one epoch's rows, as the validation stream is. In a distributed run rank r trains
+on the r-th contiguous shard of the training text.
+
+Initialisation: untied character embeddings are drawn from N(0, 1), as ``torch.nn.Embedding``
+does, instead of ``LanguageModel``'s N(0, 0.1) (which suits tied weights). On Tiny Shakespeare
+(2 x 256 LSTM, batch 32) the N(0, 0.1) embedding trained far slower: 2.42 against 2.09 nats
+of training loss over steps 125-150.
 
 Evaluation: ``val_loss`` is the mean cross-entropy, in nats per character, of predicting every
 validation character from all those before it: the whole validation text is one stream, read
@@ -25,8 +32,8 @@ Example:
     >>> text = "to be or not to be, that is the question. " * 20
     >>> task = TextTask(make_config("text", overrides={"batch_size": 2, "bptt": 8}), text=text)
     >>> batch = task.batch(0)
-    >>> tuple(batch.inputs.shape), batch.carry_state, task.batch(1).carry_state
-    ((2, 8), False, True)
+    >>> tuple(batch.inputs.shape), batch.carry_state, task.batch(1).carry_state, task.batch(999).carry_state
+    ((2, 8), False, True, True)
 """
 from __future__ import annotations
 
@@ -114,8 +121,11 @@ class TextTask(Task):
         c = self.config
         rnn = RNNConfig(cell=c.cell, hidden_size=c.hidden_size, num_layers=c.num_layers, dropout=c.dropout,
                         engine=c.engine)
-        return LanguageModel(LanguageModelConfig(vocab_size=len(self.vocab), embedding_size=c.embedding_size,
-                                                 rnn=rnn, dropout=c.dropout, tie_weights=c.tie_weights))
+        model = LanguageModel(LanguageModelConfig(vocab_size=len(self.vocab), embedding_size=c.embedding_size,
+                                                  rnn=rnn, dropout=c.dropout, tie_weights=c.tie_weights))
+        if not c.tie_weights:
+            nn.init.normal_(model.embedding.weight, std=1.0)  # see the module docstring
+        return model
 
     def steps_per_epoch(self) -> int:
         return len(self.stream)
@@ -123,7 +133,7 @@ class TextTask(Task):
     def batch(self, step: int) -> Batch:
         chunk = step % len(self.stream)
         x, y = self.stream[chunk]  # (B, T) each
-        return Batch(inputs=x, targets=y, mask=None, sequences=x.shape[0], tokens=x.numel(), carry_state=chunk > 0)
+        return Batch(inputs=x, targets=y, mask=None, sequences=x.shape[0], tokens=x.numel(), carry_state=step > 0)
 
     def loss(self, model: nn.Module, batch: Batch, state: Any = None) -> tuple[Tensor, Any]:
         logits, state = model(batch.inputs, state if batch.carry_state else None)  # (B, T, V)
