@@ -14,6 +14,7 @@ from rnnkit.cells.base import Recurrent, Scan
 from rnnkit.engine.bptt import BPTT, GradientTap
 from rnnkit.engine.dispatch import ENGINES, choose
 from rnnkit.engine.generic import scan_stepwise
+from rnnkit.engine.structured import can_run_structured, scan_structured
 from rnnkit.engine.masks import flip_padded, lengths_to_mask, mask_to_lengths, resolve_mask
 from rnnkit.errors import bad_argument
 
@@ -63,7 +64,14 @@ def run_cell(
     bptt: BPTT | None = None,
     scope: str = "",
 ) -> Scan:
-    """Run already-validated arguments on the generic backend (layers call this directly)."""
+    """Run already-validated arguments on the generic backend (layers call this directly).
+
+    Structured cells take the fast loop of ``rnnkit.engine.structured``; any other cell runs
+    step by step under autograd (``rnnkit.engine.generic``).
+    """
+    if can_run_structured(cell, contexts):
+        return scan_structured(cell, sequences["inputs"], dict(states), mask, reverse,
+                               return_initial_states, bptt or BPTT(), scope)
     return scan_stepwise(
         cell, sequences, states, contexts, mask=mask, reverse=reverse,
         return_initial_states=return_initial_states, bptt=bptt, scope=scope,
