@@ -13,7 +13,7 @@ evaluation (the evaluation itself is excluded; the hand loop has none); hand tok
 tokens / wall time of its loop. Reported: the median of each and their ratio (target >= 0.95).
 
 Usage:
-    python benchmarks/bench_trainer.py [--quick] [--repeats 5] [--steps 20] [--json PATH]
+    python benchmarks/bench_trainer.py [--quick] [--repeats 5] [--steps 30] [--threads 2] [--json PATH]
 """
 from __future__ import annotations
 
@@ -80,13 +80,13 @@ def hand_loop(ids: torch.Tensor, vocab: int, size: dict, steps: int, lr: float, 
     return tokens / (time.perf_counter() - start)
 
 
-def trainer_run(text: str, size: dict, steps: int, lr: float, clip: float) -> float:
+def trainer_run(text: str, size: dict, steps: int, lr: float, clip: float, threads: int) -> float:
     """Tokens per second of ``Trainer.fit`` over ``steps`` steps (its loop, up to the final evaluation)."""
     with tempfile.TemporaryDirectory() as out:
         config = make_config("text", overrides={**size, "steps": steps, "time_budget": None, "lr": lr,
                                                 "clip_norm": clip, "warmup_steps": 0, "decay": "cosine",
                                                 "eval_every": 0, "plot": False, "tensorboard": False,
-                                                "out": out, "threads": 2})
+                                                "out": out, "threads": threads})
         task = TextTask(config, text=text)
         result = Trainer(config, task=task, progress=True, progress_file=io.StringIO()).fit()
         last = result.history[-1]
@@ -99,9 +99,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="a small model and few steps (seconds; for CI)")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5, quick 3)")
     parser.add_argument("--steps", type=int, default=None, help="steps per repeat (default 30, quick 15)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for both sides (default 2)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     size = QUICK if args.quick else FULL
     repeats = args.repeats or (3 if args.quick else 5)
     steps = args.steps or (15 if args.quick else 30)
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     lr, clip = 2e-3, 1.0
     trainer_tps, hand_tps = [], []
     for _ in range(repeats):
-        trainer_tps.append(trainer_run(text, size, steps, lr, clip))
+        trainer_tps.append(trainer_run(text, size, steps, lr, clip, args.threads))
         hand_tps.append(hand_loop(train_ids, vocab, size, steps, lr, clip))
     result = {
         "benchmark": "trainer_throughput", "quick": args.quick, "model": size, "steps": steps, "repeats": repeats,

@@ -67,6 +67,7 @@ class TrainConfig:
     tie_weights: bool = False  # text: share the embedding and softmax matrices
     learn_initial_state: bool = False  # Reber: learn h0 as seed 001 does
     engine: str = "auto"  # "auto" (fused kernels where possible) | "fused" | "generic"
+    precision: str = "fp32"  # "fp32" | "bf16": bfloat16 autocast of the training forward pass (weights stay fp32)
     # the optimiser
     optimizer: str = "adam"  # "adam" | "sgd"
     lr: float = 1e-2  # peak learning rate
@@ -100,6 +101,7 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS, "adam")
         _choice("decay", self.decay, DECAYS, "cosine")
         _choice("engine", self.engine, ("auto", "fused", "generic"), "auto")
+        _choice("precision", self.precision, ("fp32", "bf16"), "fp32")
         for name in ("hidden_size", "num_layers", "embedding_size", "batch_size", "bptt", "eval_size"):
             _int(name, getattr(self, name), low=1)
         _int("seq_len", self.seq_len, low=2)

@@ -137,8 +137,10 @@ class TextTask(Task):
 
     def loss(self, model: nn.Module, batch: Batch, state: Any = None) -> tuple[Tensor, Any]:
         logits, state = model(batch.inputs, state if batch.carry_state else None)  # (B, T, V)
-        loss = unwrap(model).loss(logits, batch.targets)
-        detached = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        net = unwrap(model)
+        loss = net.loss(logits, batch.targets)
+        dtype = net.embedding.weight.dtype  # under bf16 autocast the kernel returns bf16 states: carry them as fp32
+        detached = tuple(s.detach().to(dtype) for s in state) if isinstance(state, tuple) else state.detach().to(dtype)
         return loss, detached
 
     def evaluate(self, model: nn.Module, final: bool = False) -> dict[str, float]:

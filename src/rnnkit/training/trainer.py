@@ -248,7 +248,8 @@ class Trainer:
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
             run.net.train()
-            loss, carry = self._task.loss(run.net, batch, run.carry)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.precision == "bf16"):
+                loss, carry = self._task.loss(run.net, batch, run.carry)
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if c.clip_norm is not None:
