@@ -132,3 +132,53 @@ def test_bf16_generic_lstm_runs_forward_and_backward_close_to_fp32():
     y16, _ = layer.bfloat16()(x.bfloat16().requires_grad_())
     y16.float().sum().backward()
     assert (y16.float() - y32).abs().max() < 5e-2
+
+
+needs_native = pytest.mark.skipif(__import__("shutil").which("cc") is None and __import__("shutil").which("gcc") is None,
+                                  reason="no C compiler: the native loops are off and the eager kernels run")
+
+
+@needs_native
+def test_native_library_builds_and_serves_small_float32_batches():
+    from rnnkit.engine import native
+    assert native.library() is not None
+    kernel = native.make_native_kernel(ElmanCell(4), torch.zeros(5, 2, 4), torch.zeros(4, 4), None,
+                                       [torch.zeros(6, 2, 4)], True)
+    assert getattr(kernel, "native", False)
+    assert native.make_native_kernel(ElmanCell(4), torch.zeros(5, 2, 4), torch.zeros(4, 4), None,
+                                     [torch.zeros(6, 2, 4)], False) is None  # BPTT options: eager
+    assert native.make_native_kernel(ElmanCell(4), torch.zeros(5, 9, 4), torch.zeros(4, 4), None,
+                                     [torch.zeros(6, 9, 4)], True) is None  # B > MAX_BATCH: BLAS per step
+    assert native.make_native_kernel(ElmanCell(4).double(), torch.zeros(5, 2, 4, dtype=torch.float64),
+                                     torch.zeros(4, 4, dtype=torch.float64), None,
+                                     [torch.zeros(6, 2, 4, dtype=torch.float64)], True) is None  # float32 only
+
+
+@needs_native
+@pytest.mark.parametrize("make", [lambda: LSTMCell(16), lambda: GRUCell(16), lambda: ElmanCell(16),
+                                  lambda: ElmanCell(16, "relu"), lambda: ElmanCell(16, "identity")],
+                         ids=["lstm", "gru", "tanh", "relu", "identity"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_native_loops_equal_the_eager_kernels(make, reverse, monkeypatch):
+    from rnnkit.engine import native
+    torch.manual_seed(2)
+    cell = make()
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.mul_(0.5).add_(0.05 * torch.randn_like(p))
+    xp = torch.randn(3, 8, cell.input_width, requires_grad=True)
+    mask = torch.arange(8) < torch.tensor([8, 5, 1])[:, None]
+    init = {s: torch.randn(3, 16, requires_grad=True) for s in cell.states}
+    wrt = [xp, *init.values(), *cell.parameters()]
+    runs = []
+    for lib in (native.library(), None):
+        monkeypatch.setattr(native, "library", lambda lib=lib: lib)
+        out = cell.scan(xp, mask=mask, reverse=reverse, **init)
+        loss_terms = {**out.outputs, **{f"final_{k}": v for k, v in out.final.items()}}
+        runs.append((out, _grads(loss_terms, wrt, 1)))
+    (fast, g_fast), (eager, g_eager) = runs
+    for name in cell.states:
+        torch.testing.assert_close(fast.outputs[name], eager.outputs[name], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fast.final[name], eager.final[name], atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_fast, g_eager):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

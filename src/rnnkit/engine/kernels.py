@@ -106,13 +106,16 @@ class ElmanKernel(Kernel):
 class LSTMKernel(Kernel):
     """LSTM, gate rows reordered to (i, f, o, g) so one sigmoid covers i, f and o."""
 
-    def __init__(self, cell: LSTMCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor]) -> None:
+    def __init__(self, cell: LSTMCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+                 trick: bool | None = None) -> None:
         T, B, G = X.shape
         H = G // 4
         idx = torch.arange(H, device=X.device)
         self.perm = torch.cat([idx, idx + H, idx + 3 * H, idx + 2 * H])  # (i, f, o, g) from (i, f, g, o)
         self.peep = cell.peepholes
-        self.trick = X.dtype in (torch.float32, torch.bfloat16) and B * H >= SIGMOID_TANH_MIN and not self.peep
+        if trick is None:  # tanh as a sigmoid where that is faster (see the module docstring)
+            trick = X.dtype in (torch.float32, torch.bfloat16) and B * H >= SIGMOID_TANH_MIN
+        self.trick = trick and not self.peep
         X.copy_(X.index_select(2, self.perm))
         if b is not None:
             X.add_(b.index_select(0, self.perm))

@@ -29,6 +29,8 @@ from rnnkit.cells.base import Scan
 from rnnkit.cells.structured import Structured
 from rnnkit.engine.bptt import BPTT
 from rnnkit.engine.kernels import Kernel, extra_params, make_kernel
+from rnnkit.engine.gemm import mm_nt
+from rnnkit.engine.native import make_native_kernel
 
 __all__ = ["can_run_structured", "scan_structured"]
 
@@ -73,9 +75,14 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
         buf = s.new_empty(T + 1, *s.shape)  # (T+1, B, H)
         buf[0] = s
         bufs.append(buf)
-    kernel = make_kernel(setup.cell, X, W, b, bufs)
+    kernel = make_native_kernel(setup.cell, X, W, b, bufs, setup.bptt.is_default) or make_kernel(
+        setup.cell, X, W, b, bufs)
     m = None
-    if mask is not None:
+    if getattr(kernel, "native", False):
+        if mask is not None:
+            m = _to_processing(mask, setup.reverse).unsqueeze(-1)  # (T, B, 1) bool
+        kernel.run_forward(None if m is None else m.squeeze(-1).float().contiguous())  # type: ignore[attr-defined]
+    elif mask is not None:
         m = _to_processing(mask, setup.reverse).unsqueeze(-1)  # (T, B, 1) bool
         rows = [buf.unbind(0) for buf in bufs]
         ml = m.unbind(0)
@@ -111,7 +118,6 @@ class _StructuredScan(torch.autograd.Function):
     def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
         setup: _Setup = ctx.setup
         kernel = setup.kernel
-        kernel.begin_backward()
         (xp,) = ctx.saved_tensors
         S = len(kernel.states)
         d_seq, d_final = grads[:S], grads[S:]
@@ -125,9 +131,14 @@ class _StructuredScan(torch.autograd.Function):
         taps = bptt.tap is not None
         clip = bptt.clip_value is not None or bptt.clip_norm is not None
         order = (lambda k: T - 1 - k) if reverse else (lambda k: k)
+        rec = setup.cell.states.index(setup.cell.recurrent_state)
+        if getattr(kernel, "native", False):
+            mf = None if m is None else m.squeeze(-1).float().contiguous()
+            d = kernel.run_backward(gys, d, mf)  # type: ignore[attr-defined]
+            return _finish(ctx, kernel, d, T, B, rec, reverse)
+        kernel.begin_backward()
         W = kernel.W
         dHW = kernel.dHW.unbind(0)
-        rec = setup.cell.states.index(setup.cell.recurrent_state)
         ml = m.unbind(0) if m is not None else None
         gyl = [None if g is None else g.unbind(0) for g in gys]
         for k in range(T - 1, -1, -1):
@@ -159,17 +170,21 @@ class _StructuredScan(torch.autograd.Function):
                 keep = ~cut[k].unsqueeze(-1)
                 prev = [p.mul_(keep) for p in prev]
             d = prev
-        # One GEMM over all T*B rows for the recurrent weight, one reduction for its bias.
-        G = W.shape[0]
-        dHW_all = kernel.dHW.view(T * B, G)  # (T*B, G)
-        h_prev = kernel.states[rec][:T].reshape(T * B, -1)  # (T*B, H)
-        dW = dHW_all.t().mm(h_prev)  # (G, H)
-        db = dHW_all.sum(0) if ctx.has_b else None
-        dW, db, extra = kernel.finish_grads(dW, db)
-        dxp = _from_processing(kernel.dx_layout(), reverse)  # (B, T, G)
-        extra = extra + [None] * (ctx.n_params - len(extra))
-        return (None, dxp, dW, db, None, None, *d, *extra)
+        return _finish(ctx, kernel, d, T, B, rec, reverse)
 
+
+def _finish(ctx: Any, kernel: Kernel, d: list[Tensor], T: int, B: int, rec: int, reverse: bool) -> tuple[Tensor | None, ...]:
+    """The gradients that need the whole sequence: one GEMM for W over all T*B rows."""
+    W = kernel.W
+    G = W.shape[0]
+    dHW_all = kernel.dHW.view(T * B, G)  # (T*B, G)
+    h_prev = kernel.states[rec][:T].reshape(T * B, -1)  # (T*B, H)
+    dW = mm_nt(dHW_all.t(), h_prev.t())  # (G, H), one GEMM over all T*B rows
+    db = dHW_all.sum(0) if ctx.has_b else None
+    dW, db, extra = kernel.finish_grads(dW, db)
+    dxp = _from_processing(kernel.dx_layout(), reverse)  # (B, T, G)
+    extra = extra + [None] * (ctx.n_params - len(extra))
+    return (None, dxp, dW, db, None, None, *d, *extra)
 
 def _truncation_cuts(k: int, m: Tensor | None, T: int, B: int, device: torch.device) -> Tensor:
     """(T, B) bool in processing order: rows whose state is detached before step k.

@@ -26,6 +26,7 @@ from rnnkit.cells.structured import Structured
 from rnnkit.engine import BPTT, run_cell
 from rnnkit.engine.dispatch import check_engine, choose
 from rnnkit.engine.fused import run_fused
+from rnnkit.engine.gemm import linear
 from rnnkit.engine.masks import resolve_mask
 from rnnkit.errors import bad_argument, describe
 from rnnkit.init import Initializer, torch_default
@@ -279,7 +280,7 @@ class RecurrentLayer(nn.Module):
             outs = []
             for d, direction in enumerate(layer.directions()):
                 k = index * D + d
-                xp = direction.input(inp)  # (B, T, G*H), all steps in one GEMM
+                xp = linear(inp, direction.input.weight, direction.input.bias)  # (B, T, G*H), one GEMM
                 init = {name: hx[i][k] for i, name in enumerate(self.state_names)}
                 scope = f"layer{index}.{'bwd' if d else 'fwd'}"
                 result = run_cell(direction.cell, {"inputs": xp}, init, {}, mask=mask, reverse=d == 1,

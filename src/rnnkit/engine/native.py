@@ -1,0 +1,195 @@
+"""The native loops: ``native_loops.c`` compiled once on this machine and called through ctypes.
+
+At small batch sizes the eager loop is bound by the cost of dispatching each ATen op, not by
+arithmetic; the C loops run the whole recurrence of a built-in cell (matvec + pointwise, forward
+and backward) in one call. They serve float32 Elman/LSTM/GRU scans on the CPU with at most
+``MAX_BATCH`` rows and no per-step BPTT options; everything else stays on the eager kernels.
+
+The library is built with the system C compiler (``$CC``, else ``cc``/``gcc``) the first time it
+is needed, in about a second, and cached under ``$RNNKIT_CACHE`` (default
+``~/.cache/rnnkit``) by a hash of the source, the flags, the compiler and the CPU. The build
+writes to a temporary file and renames it into place, so concurrent processes never load a
+half-written library. No compiler, a failed build or ``RNNKIT_NATIVE=0`` simply means the
+eager kernels run instead (said once, at debug level).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["MAX_BATCH", "library", "native_available"]
+
+MAX_BATCH = 4  # rows up to which the C matvec beats a BLAS call per step
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC", "-shared"]
+log = logging.getLogger("rnnkit.engine")
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_id() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            text = f.read()
+        lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
+        return "\n".join(lines)
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=1)
+def library() -> ctypes.CDLL | None:
+    """The loaded native library, building it if needed; None if it cannot be had."""
+    if os.environ.get("RNNKIT_NATIVE", "1") == "0":
+        return None
+    cc = _compiler()
+    if cc is None:
+        log.debug("native loops off: no C compiler found ($CC, cc, gcc, clang)")
+        return None
+    source = Path(__file__).with_name("native_loops.c").read_bytes()
+    key = hashlib.sha256(source + " ".join(FLAGS).encode() + cc.encode() + _cpu_id().encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("RNNKIT_CACHE", Path.home() / ".cache" / "rnnkit")) / "native"
+    target = cache / f"rnnkit_loops-{key}.so"
+    try:
+        if not target.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=cache) as tmp:
+                src = Path(tmp) / "native_loops.c"
+                src.write_bytes(source)
+                out = Path(tmp) / target.name
+                subprocess.run([cc, *FLAGS, "-o", str(out), str(src), "-lm"], check=True,
+                               capture_output=True, timeout=120)
+                os.replace(out, target)
+        lib = ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError) as err:
+        log.debug("native loops off: building or loading %s failed: %s", target, err)
+        return None
+    _declare(lib)
+    return lib
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    L, P, I = ctypes.c_long, ctypes.c_void_p, ctypes.c_int
+    lib.elman_fwd.argtypes = [L, L, L, I, P, P, P, P]
+    lib.elman_bwd.argtypes = [L, L, L, I, P, P, P, P, P, P]
+    lib.lstm_fwd.argtypes = [L, L, L, P, P, P, P, P, P]
+    lib.lstm_bwd.argtypes = [L, L, L, P, P, P, P, P, P, P, P, P, P]
+    lib.gru_fwd.argtypes = [L, L, L, P, P, P, P, P, P]
+    lib.gru_bwd.argtypes = [L, L, L, P, P, P, P, P, P, P, P, P]
+    for fn in (lib.elman_fwd, lib.elman_bwd, lib.lstm_fwd, lib.lstm_bwd, lib.gru_fwd, lib.gru_bwd):
+        fn.restype = None
+
+
+def native_available() -> bool:
+    return library() is not None
+
+
+def ptr(t: Tensor | None) -> int | None:
+    """The data pointer of a contiguous float32 CPU tensor (None passes as NULL)."""
+    if t is None:
+        return None
+    if not (t.is_contiguous() and t.dtype == torch.float32 and t.device.type == "cpu"):
+        raise ValueError("native loops need contiguous float32 CPU buffers")  # internal invariant
+    return t.data_ptr()
+
+
+# ---------------------------------------------------------------------------- kernels
+from rnnkit.cells import ElmanCell, GRUCell, LSTMCell  # noqa: E402  (after the loader, on purpose)
+from rnnkit.engine.kernels import ElmanKernel, GRUKernel, Kernel, LSTMKernel  # noqa: E402
+
+_ACT = {"tanh": 0, "relu": 1, "identity": 2}
+
+
+class _Native:
+    """Mixin: the whole forward and backward loops in one C call each."""
+
+    native = True
+    lib: ctypes.CDLL
+
+    def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None) -> list[Tensor]:
+        raise NotImplementedError  # every concrete native kernel overrides it
+
+
+class NativeElmanKernel(_Native, ElmanKernel):
+    def run_forward(self, m: Tensor | None) -> None:
+        T, B, H = self.X.shape
+        self.Wc = self.W.contiguous()
+        self.lib.elman_fwd(T, B, H, _ACT[self.act], ptr(self.X), ptr(self.Wc), ptr(self.states[0]), ptr(m))
+
+    def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None) -> list[Tensor]:
+        T, B, H = self.X.shape
+        self.begin_backward()
+        dh = d[0].contiguous()
+        self.lib.elman_bwd(T, B, H, _ACT[self.act], ptr(self.Wc), ptr(self.states[0]), ptr(gys[0]),
+                           ptr(dh), ptr(self.D), ptr(m))
+        return [dh]
+
+
+class NativeLSTMKernel(_Native, LSTMKernel):
+    def run_forward(self, m: Tensor | None) -> None:
+        T, B, G = self.X.shape
+        self.lib.lstm_fwd(T, B, G // 4, ptr(self.X), ptr(self.W), ptr(self.states[0]), ptr(self.states[1]),
+                          ptr(self.tc), ptr(m))
+
+    def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None) -> list[Tensor]:
+        T, B, G = self.X.shape
+        self.begin_backward()
+        dh, dc = d[0].contiguous(), d[1].contiguous()
+        self.lib.lstm_bwd(T, B, G // 4, ptr(self.X), ptr(self.W), ptr(self.states[1]), ptr(self.tc),
+                          ptr(gys[0]), ptr(gys[1]), ptr(dh), ptr(dc), ptr(self.D), ptr(m))
+        return [dh, dc]
+
+
+class NativeGRUKernel(_Native, GRUKernel):
+    def run_forward(self, m: Tensor | None) -> None:
+        T, B, G = self.X.shape
+        self.Wc = self.W.contiguous()
+        self.bc = None if self.b is None else self.b.contiguous()
+        self.lib.gru_fwd(T, B, G // 3, ptr(self.X), ptr(self.HW), ptr(self.Wc), ptr(self.bc),
+                         ptr(self.states[0]), ptr(m))
+
+    def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None) -> list[Tensor]:
+        T, B, G = self.X.shape
+        self.begin_backward()
+        dh = d[0].contiguous()
+        self.lib.gru_bwd(T, B, G // 3, ptr(self.X), ptr(self.HW), ptr(self.Wc), ptr(self.states[0]),
+                         ptr(gys[0]), ptr(dh), ptr(self.D), ptr(self.dHW), ptr(m))
+        return [dh]
+
+
+def make_native_kernel(cell: object, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+                       plain_bptt: bool) -> Kernel | None:
+    """A native kernel for ``cell`` if this call qualifies, else None."""
+    if not plain_bptt or X.dtype != torch.float32 or X.device.type != "cpu" or X.shape[1] > MAX_BATCH:
+        return None
+    kind = type(cell)
+    if kind not in (ElmanCell, LSTMCell, GRUCell) or (kind is LSTMCell and cell.peepholes):  # type: ignore[attr-defined]
+        return None
+    lib = library()
+    if lib is None:
+        return None
+    W = W.detach()
+    b = None if b is None else b.detach()
+    if kind is LSTMCell:
+        kernel: Kernel = NativeLSTMKernel(cell, X, W, b, states, trick=False)  # type: ignore[arg-type]
+    elif kind is GRUCell:
+        kernel = NativeGRUKernel(cell, X, W, b, states)  # type: ignore[arg-type]
+    else:
+        kernel = NativeElmanKernel(cell, X, W, b, states)  # type: ignore[arg-type]
+    kernel.lib = lib  # type: ignore[attr-defined]
+    return kernel

@@ -1,0 +1,221 @@
+/* rnnkit's native time loops for the built-in cells at small batch sizes (float32).
+ *
+ * At B = 1 a step of an LSTM is ~65k multiply-adds; eager PyTorch spends far longer dispatching
+ * the ~20 ops of a forward+backward step than computing them. These loops run the whole
+ * recurrence (matvec + pointwise) in C, with the same buffers and layout as the eager kernels in
+ * kernels.py:
+ *   X  (T, B, G)   inputs with the recurrent bias folded in; overwritten with activations
+ *   S  (T+1, B, H) states, S[0] = initial state
+ *   D  (T, B, G)   d(pre-activations) (= d(xp)); DHW (T, B, G) d(hw) where it differs (GRU)
+ *   M  (T, B)      1.0 for a real step, 0.0 for padding, or NULL
+ *   GY (T, B, H)   gradient of the state sequence output (already masked), or NULL
+ * The step-wise state gradient dh (and dc) come in holding d(final state) and leave holding
+ * d(initial state). LSTM gate order here is (i, f, o, g). Weights W are (G, H), row-major.
+ * Built by rnnkit/engine/native.py with -O3 -march=native -ffast-math; no Python headers.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float tnh(float x) { return 2.0f / (1.0f + expf(-2.0f * x)) - 1.0f; }
+
+/* y[b, j] += sum_k h[b, k] W[j, k] */
+static void matvec_acc(long B, long G, long H, const float *h, const float *W, float *y) {
+    for (long b = 0; b < B; ++b) {
+        const float *hb = h + b * H;
+        float *yb = y + b * G;
+        for (long j = 0; j < G; ++j) {
+            const float *w = W + j * H;
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (long k = 0; k < H; ++k) s += w[k] * hb[k];
+            yb[j] += s;
+        }
+    }
+}
+
+/* dh[b, k] += sum_j d[b, j] W[j, k] */
+static void matvec_t_acc(long B, long G, long H, const float *d, const float *W, float *dh) {
+    for (long b = 0; b < B; ++b) {
+        const float *db = d + b * G;
+        float *o = dh + b * H;
+        for (long j = 0; j < G; ++j) {
+            const float a = db[j];
+            if (a == 0.0f) continue;
+            const float *w = W + j * H;
+#pragma omp simd
+            for (long k = 0; k < H; ++k) o[k] += a * w[k];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ Elman */
+void elman_fwd(long T, long B, long H, int act, float *X, const float *W, float *S, const float *M) {
+    for (long t = 0; t < T; ++t) {
+        float *x = X + t * B * H;
+        const float *hp = S + t * B * H;
+        float *hn = S + (t + 1) * B * H;
+        matvec_acc(B, H, H, hp, W, x);
+        for (long b = 0; b < B; ++b) {
+            const int real = M ? M[t * B + b] != 0.0f : 1;
+            for (long j = 0; j < H; ++j) {
+                const long i = b * H + j;
+                float v = x[i];
+                v = act == 0 ? tnh(v) : act == 1 ? (v > 0.0f ? v : 0.0f) : v;
+                hn[i] = real ? v : hp[i];
+            }
+        }
+    }
+}
+
+void elman_bwd(long T, long B, long H, int act, const float *W, const float *S, const float *GY,
+               float *dh, float *D, const float *M) {
+    for (long t = T - 1; t >= 0; --t) {
+        const float *hn = S + (t + 1) * B * H;
+        float *d = D + t * B * H;
+        for (long b = 0; b < B; ++b) {
+            const int real = M ? M[t * B + b] != 0.0f : 1;
+            for (long j = 0; j < H; ++j) {
+                const long i = b * H + j;
+                const float g = dh[i] + (GY ? GY[t * B * H + i] : 0.0f);
+                if (!real) { d[i] = 0.0f; dh[i] = g; continue; }
+                const float h = hn[i];
+                d[i] = act == 0 ? g * (1.0f - h * h) : act == 1 ? (h > 0.0f ? g : 0.0f) : g;
+                dh[i] = 0.0f;
+            }
+        }
+        matvec_t_acc(B, H, H, d, W, dh);
+    }
+}
+
+/* ------------------------------------------------------------------ LSTM, gates (i, f, o, g) */
+void lstm_fwd(long T, long B, long H, float *X, const float *W, float *Sh, float *Sc, float *TC,
+              const float *M) {
+    const long G = 4 * H;
+    for (long t = 0; t < T; ++t) {
+        float *g = X + t * B * G;
+        const float *hp = Sh + t * B * H, *cp = Sc + t * B * H;
+        float *hn = Sh + (t + 1) * B * H, *cn = Sc + (t + 1) * B * H, *tc = TC + t * B * H;
+        matvec_acc(B, G, H, hp, W, g);
+        for (long b = 0; b < B; ++b) {
+            float *r = g + b * G;
+            const int real = M ? M[t * B + b] != 0.0f : 1;
+#pragma omp simd
+            for (long j = 0; j < 3 * H; ++j) r[j] = sigm(r[j]);
+#pragma omp simd
+            for (long j = 3 * H; j < G; ++j) r[j] = tnh(r[j]);
+#pragma omp simd
+            for (long j = 0; j < H; ++j) {
+                const long i = b * H + j;
+                const float c = r[H + j] * cp[i] + r[j] * r[3 * H + j];
+                const float th = tnh(c);
+                tc[i] = th;
+                cn[i] = real ? c : cp[i];
+                hn[i] = real ? r[2 * H + j] * th : hp[i];
+            }
+        }
+    }
+}
+
+void lstm_bwd(long T, long B, long H, const float *X, const float *W, const float *Sc, const float *TC,
+              const float *GYh, const float *GYc, float *dh, float *dc, float *D, const float *M) {
+    const long G = 4 * H;
+    for (long t = T - 1; t >= 0; --t) {
+        const float *a = X + t * B * G;
+        const float *cp = Sc + t * B * H, *tc = TC + t * B * H;
+        float *d = D + t * B * G;
+        for (long b = 0; b < B; ++b) {
+            const int real = M ? M[t * B + b] != 0.0f : 1;
+            const float *r = a + b * G;
+            float *q = d + b * G;
+            if (!real) {
+                memset(q, 0, sizeof(float) * G);
+                for (long j = 0; j < H; ++j) {
+                    const long i = b * H + j;
+                    dh[i] += GYh ? GYh[t * B * H + i] : 0.0f;
+                    dc[i] += GYc ? GYc[t * B * H + i] : 0.0f;
+                }
+                continue;
+            }
+#pragma omp simd
+            for (long j = 0; j < H; ++j) {
+                const long i = b * H + j;
+                const float gh = dh[i] + (GYh ? GYh[t * B * H + i] : 0.0f);
+                float gc = dc[i] + (GYc ? GYc[t * B * H + i] : 0.0f);
+                const float ig = r[j], fg = r[H + j], og = r[2 * H + j], gg = r[3 * H + j], th = tc[i];
+                gc += gh * og * (1.0f - th * th);
+                q[j] = gc * gg * ig * (1.0f - ig);
+                q[H + j] = gc * cp[i] * fg * (1.0f - fg);
+                q[2 * H + j] = gh * th * og * (1.0f - og);
+                q[3 * H + j] = gc * ig * (1.0f - gg * gg);
+                dc[i] = gc * fg;
+                dh[i] = 0.0f;
+            }
+        }
+        matvec_t_acc(B, G, H, d, W, dh);
+    }
+}
+
+/* ------------------------------------------------------------------ GRU (reset-after), gates (r, z, n) */
+void gru_fwd(long T, long B, long H, float *X, float *HW, const float *W, const float *bhh, float *S,
+             const float *M) {
+    const long G = 3 * H;
+    for (long t = 0; t < T; ++t) {
+        float *x = X + t * B * G, *hw = HW + t * B * G;
+        const float *hp = S + t * B * H;
+        float *hn = S + (t + 1) * B * H;
+        for (long b = 0; b < B; ++b) {
+            if (bhh) memcpy(hw + b * G, bhh, sizeof(float) * G);
+            else memset(hw + b * G, 0, sizeof(float) * G);
+        }
+        matvec_acc(B, G, H, hp, W, hw);
+        for (long b = 0; b < B; ++b) {
+            float *r = x + b * G;
+            const float *q = hw + b * G;
+            const int real = M ? M[t * B + b] != 0.0f : 1;
+#pragma omp simd
+            for (long j = 0; j < 2 * H; ++j) r[j] = sigm(r[j] + q[j]);
+#pragma omp simd
+            for (long j = 0; j < H; ++j) {
+                const long i = b * H + j;
+                const float n = tnh(r[2 * H + j] + r[j] * q[2 * H + j]);
+                r[2 * H + j] = n;
+                hn[i] = real ? n + r[H + j] * (hp[i] - n) : hp[i];
+            }
+        }
+    }
+}
+
+void gru_bwd(long T, long B, long H, const float *X, const float *HW, const float *W, const float *S,
+             const float *GY, float *dh, float *D, float *DHW, const float *M) {
+    const long G = 3 * H;
+    for (long t = T - 1; t >= 0; --t) {
+        const float *a = X + t * B * G, *hw = HW + t * B * G, *hp = S + t * B * H;
+        float *d = D + t * B * G, *dw = DHW + t * B * G;
+        for (long b = 0; b < B; ++b) {
+            const int real = M ? M[t * B + b] != 0.0f : 1;
+            const float *r = a + b * G, *q = hw + b * G;
+            float *p = d + b * G, *pw = dw + b * G;
+            if (!real) {
+                memset(p, 0, sizeof(float) * G);
+                memset(pw, 0, sizeof(float) * G);
+                for (long j = 0; j < H; ++j) dh[b * H + j] += GY ? GY[t * B * H + b * H + j] : 0.0f;
+                continue;
+            }
+#pragma omp simd
+            for (long j = 0; j < H; ++j) {
+                const long i = b * H + j;
+                const float g = dh[i] + (GY ? GY[t * B * H + i] : 0.0f);
+                const float rg = r[j], zg = r[H + j], n = r[2 * H + j];
+                const float dn = g * (1.0f - zg) * (1.0f - n * n);
+                const float dz = g * (hp[i] - n) * zg * (1.0f - zg);
+                const float dr = dn * q[2 * H + j] * rg * (1.0f - rg);
+                p[j] = dr; p[H + j] = dz; p[2 * H + j] = dn;
+                pw[j] = dr; pw[H + j] = dz; pw[2 * H + j] = dn * rg;
+                dh[i] = g * zg;
+            }
+        }
+        matvec_t_acc(B, G, H, dw, W, dh);
+    }
+}
