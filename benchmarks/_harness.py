@@ -4,8 +4,8 @@
   (A B C D A B C D ...), so slow drift in the machine's load hits them all alike.
 * :func:`peak_memory` is the peak of live bytes in PyTorch's CPU allocator during one call,
   rebuilt from the profiler's allocation and free events (CPU PyTorch has no allocator stats).
-* :func:`gemm_gflops` measures the rate of one ``torch.mm`` in the current run, the yardstick
-  for the GFLOP/s that the RNN benchmarks achieve.
+* :func:`gemm_gflops` measures the rate of a matrix product (``torch.mm`` and oneDNN's linear)
+  in the current run, the yardstick for the GFLOP/s that the RNN benchmarks achieve.
 
     >>> t = time_interleaved({"noop": lambda: None}, repeats=5, warmup=1)
     >>> len(t["noop"].times), t["noop"].median >= 0.0
@@ -143,24 +143,41 @@ def peak_memory(fn: Callable[[], object], quiet: bool = True) -> int:
 
 
 def gemm_gflops(m: int, k: int, n: int, dtype: torch.dtype = torch.float32, repeats: int = 5,
-                seed: int = 0) -> float:
-    """Achieved GFLOP/s of ``torch.mm`` on (m, k) x (k, n): 2*m*k*n FLOPs / median seconds."""
+                seed: int = 0) -> dict[str, float]:
+    """Achieved GFLOP/s of (m, k) x (k, n) products: 2*m*k*n FLOPs / median seconds, per library.
+
+    Keys: ``"torch.mm"`` (MKL or oneDNN, as PyTorch dispatches the dtype) and, where the build
+    has it, ``"oneDNN"`` (``torch.ops.mkldnn._linear_pointwise``, the primitive PyTorch's CPU
+    linear fusion calls). They differ a lot on some CPUs (MKL is not tuned for AMD), so a
+    yardstick should take the faster. The two are timed interleaved.
+    """
     gen = torch.Generator().manual_seed(seed)
     a = torch.randn(m, k, generator=gen).to(dtype)
     b = torch.randn(k, n, generator=gen).to(dtype)
+    bt = b.t().contiguous()  # (n, k), the weight layout of a linear layer
     out = torch.empty(m, n, dtype=dtype)
-    # Short GEMMs are timed in batches so that one call lasts >= ~2 ms and the timer's resolution
-    # and Python's overhead do not count.
+    fns: dict[str, Callable[[], object]] = {"torch.mm": lambda: torch.mm(a, b, out=out)}
+    onednn = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if onednn is not None and torch.backends.mkldnn.is_available():
+        try:
+            onednn(a, bt, None, "none", [], "")
+            fns["oneDNN"] = lambda: onednn(a, bt, None, "none", [], "")
+        except RuntimeError:
+            pass  # this build or dtype has no oneDNN linear: torch.mm only
+    # Short products are timed in batches so that one timed call lasts >= ~2 ms and the timer's
+    # resolution and Python's overhead do not count.
     start = time.perf_counter()
-    torch.mm(a, b, out=out)
+    fns["torch.mm"]()
     inner = max(1, min(1000, int(2e-3 / max(time.perf_counter() - start, 1e-7))))
 
-    def run() -> None:
-        for _ in range(inner):
-            torch.mm(a, b, out=out)
+    def batched(fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(inner):
+                fn()
+        return run
 
-    timing = time_interleaved({"mm": run}, repeats=repeats, warmup=1)["mm"]
-    return 2.0 * m * k * n * inner / timing.median / 1e9
+    timings = time_interleaved({name: batched(fn) for name, fn in fns.items()}, repeats=repeats, warmup=1)
+    return {name: 2.0 * m * k * n * inner / t.median / 1e9 for name, t in timings.items()}
 
 
 def bf16_support() -> tuple[bool, str]:
