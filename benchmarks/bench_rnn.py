@@ -330,7 +330,8 @@ def _busy(before: list[float] | None, after: list[float] | None, threads: int) -
         return None
     return (f"the machine was busy (1-min load average {before[0]:.1f} before, {after[0]:.1f} after, on "
             f"{cores} cores; this run's own {threads} thread(s) count in the second): other processes took "
-            "cores, so the times are inflated and noisy; rerun on a quiet machine for figures to keep")
+            "cores, so the times are inflated and noisy (OpenMP spin-waiting makes multi-thread runs far "
+            "worse; see benchmarks/README.md); rerun on a quiet machine for figures to keep")
 
 
 def _pick(value: str, allowed: Sequence[str], flag: str) -> list[str]:

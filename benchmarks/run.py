@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -67,12 +68,27 @@ def script_command(path: Path, quick: bool, threads: int | None, json_path: Path
     return args
 
 
-def run_script(name: str, command: list[str], timeout: float) -> tuple[int, float, str]:
+def child_env(quick: bool) -> dict[str, str]:
+    """The scripts' environment. Quick mode makes idle OpenMP threads sleep instead of spin.
+
+    With libgomp's default spin-waiting, a 2-thread process on a machine whose cores are busy
+    with other work loses whole scheduler slices at every parallel region (a 1 ms oneDNN call
+    was measured at 200-600 ms), and the quick run, there only to show that every path works,
+    would take minutes instead of seconds. Full runs keep the default a user has.
+    """
+    env = dict(os.environ)
+    if quick:
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+def run_script(name: str, command: list[str], timeout: float, env: dict[str, str] | None = None
+               ) -> tuple[int, float, str]:
     """Run one script, echoing its output line by line. Returns (exit code, seconds, output)."""
     print(f"\n{'=' * 100}\n== {name}: {' '.join(command[1:])}\n{'=' * 100}", flush=True)
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            cwd=HERE.parent)
+                            cwd=HERE.parent, env=env)
     timer = threading.Timer(timeout, proc.kill)
     timer.start()
     lines = []
@@ -113,12 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv, list(scripts))
     timeout = args.timeout or (300.0 if args.quick else 900.0)
     start = time.perf_counter()
-    combined: dict[str, object] = {"quick": args.quick, "threads": args.threads, "scripts": {}}
+    combined: dict[str, object] = {"quick": args.quick, "threads": args.threads, "scripts": {},
+                                   "omp_wait_policy": child_env(args.quick).get("OMP_WAIT_POLICY")}
     with tempfile.TemporaryDirectory(prefix="rnnkit-bench-") as tmp:
         for name in args.only:
             out = Path(tmp) / f"{name}.json"
             command = script_command(scripts[name], args.quick, args.threads, out)
-            code, seconds, output = run_script(name, command, timeout)
+            code, seconds, output = run_script(name, command, timeout, child_env(args.quick))
             entry: dict[str, object] = {"command": command[1:], "returncode": code, "wall_s": seconds}
             if out.exists():
                 entry["results"] = json.loads(out.read_text(encoding="utf-8"))

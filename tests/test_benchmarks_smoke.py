@@ -149,3 +149,11 @@ def test_run_discovers_the_rnn_suite_first_and_rejects_unknown_names():
     assert names[0] == "rnn" and "data" in names
     with pytest.raises(SystemExit):
         bench_run.main(["--only", "rnn,nonexistent"])
+
+
+def test_run_quick_mode_makes_idle_openmp_threads_sleep(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert bench_run.child_env(quick=True)["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in bench_run.child_env(quick=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a user's own choice wins
+    assert bench_run.child_env(quick=True)["OMP_WAIT_POLICY"] == "ACTIVE"
