@@ -385,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     results: dict[str, object] = {
         "suite": "rnn", "quick": args.quick, "repeats": repeats, "warmup": warmup,
         "slow_call_s": args.slow_call, "machine": harness.machine_info(), "bf16_supported": bf16_ok, "notes": notes,
-        "regimes": [asdict(r) for r in regimes], "gemm": [], "cases": [],
+        "regimes": [asdict(r) for r in regimes], "gemm": [], "cases": [], "complete": False,
     }
     total = len(regimes) * len(cells) * len(dtypes) * len(lengths_opts) * len(modes)
     done = 0
@@ -409,6 +409,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
                             entry["pct_gemm"] = 100.0 * entry["gflops"] / rate
                         case["wall_s"] = time.perf_counter() - t0
                         results["cases"].append(case)
+                        if args.json is not None:  # a killed or interrupted run keeps its finished cases
+                            harness.write_json(args.json, results)
                         done += 1
                         med = " ".join(f"{n} {e['median_s'] * 1e3:.1f}" for n, e in case["impls"].items())
                         print(f"[{done:3d}/{total}] {regime.name} {cell} {dtype_name} "
@@ -422,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     results["acceptance"] = acceptance(results)
     print_report(results)
     if args.json is not None:
+        results["complete"] = True
         print(f"wrote {harness.write_json(args.json, results)}")
     return results
 
