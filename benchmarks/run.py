@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import _harness as harness  # noqa: E402
 
-__all__ = ["QUICK_FALLBACK", "discover", "main", "script_command"]
+__all__ = ["QUICK_FALLBACK", "child_env", "discover", "main", "script_command"]
 
 FIRST = "rnn"  # the main suite runs first; the rest in name order
 QUICK_FALLBACK: dict[str, list[str]] = {  # small settings for scripts that have no --quick of their own
@@ -138,9 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = script_command(scripts[name], args.quick, args.threads, out)
             code, seconds, output = run_script(name, command, timeout, child_env(args.quick))
             entry: dict[str, object] = {"command": command[1:], "returncode": code, "wall_s": seconds}
-            if out.exists():
+            try:
                 entry["results"] = json.loads(out.read_text(encoding="utf-8"))
-            else:  # a script without --json (or one that failed): keep what it printed
+            except (OSError, ValueError):  # no --json, or a script that failed: no (valid) file
+                pass
+            if code != 0 or "results" not in entry:  # keep what it printed
                 entry["output"] = output[-20000:]
             combined["scripts"][name] = entry  # type: ignore[index]
     wall = time.perf_counter() - start

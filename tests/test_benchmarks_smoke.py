@@ -157,3 +157,10 @@ def test_run_quick_mode_makes_idle_openmp_threads_sleep(monkeypatch):
     assert "OMP_WAIT_POLICY" not in bench_run.child_env(quick=False)
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a user's own choice wins
     assert bench_run.child_env(quick=True)["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_run_script_reports_a_failing_script_and_its_output(capsys):
+    command = [sys.executable, "-c", "print('partial table'); raise SystemExit(3)"]
+    code, seconds, output = bench_run.run_script("boom", command, timeout=60.0)
+    assert code == 3 and output == "partial table\n" and seconds >= 0.0
+    assert "partial table" in capsys.readouterr().out  # streamed to the console as it ran
