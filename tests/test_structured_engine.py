@@ -73,7 +73,7 @@ def test_fast_loop_equals_stepwise_at_sizes_that_take_the_sigmoid_path(make, rev
 def test_custom_structured_cell_takes_the_autograd_kernel_and_gets_every_gradient():
     cell = MinimalGatedUnit(3).double()
     X = torch.zeros(2, 1, 6, dtype=torch.float64)
-    kernel = make_kernel(cell, X, cell.weight, cell.bias, [torch.zeros(3, 1, 3, dtype=torch.float64)])
+    kernel = make_kernel(cell, X, cell.weight, cell.bias, [torch.zeros(3, 1, 3, dtype=torch.float64)], False)
     assert isinstance(kernel, AutogradKernel)
     xp = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
     out = cell.scan(xp, lengths=[5, 2], reverse=True)
@@ -91,6 +91,36 @@ def test_backward_can_run_twice_with_retain_graph():
     first = torch.autograd.grad(loss, x, retain_graph=True)[0]
     second = torch.autograd.grad(loss, x)[0]
     torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("make", [lambda: LSTMCell(48), lambda: GRUCell(48), lambda: ElmanCell(48),
+                                  lambda: LSTMCell(48, peepholes=True), lambda: MinimalGatedUnit(48),
+                                  lambda: rnnkit.cells.LayerNormLSTMCell(48)],
+                         ids=["lstm", "gru", "tanh", "peepholes", "custom-mgu", "ln-lstm"])
+@pytest.mark.parametrize("B", [3, 24], ids=["native-size", "eager-size"])
+def test_recycled_gradient_buffers_equal_fresh_ones(make, B):
+    """Without retain_graph the backward writes d(xp) over the forward's activations; the
+    gradients must be bitwise those of the retain_graph run, which allocates fresh buffers."""
+    torch.manual_seed(3)
+    cell = make()
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    T = 7
+    xp = torch.randn(B, T, cell.input_width, requires_grad=True)
+    mask = torch.arange(T) < torch.randint(1, T + 1, (B,))[:, None]
+    init = {s: torch.randn(B, 48, requires_grad=True) for s in cell.states}
+    wrt = [xp, *init.values(), *cell.parameters()]
+    runs = []
+    for retain in (True, False):
+        for reverse in (False, True):
+            out = cell.scan(xp, mask=mask, reverse=reverse, **init)
+            gen = torch.Generator().manual_seed(5)
+            loss = sum((o * torch.randn(o.shape, generator=gen)).sum() for o in out.outputs.values())
+            runs.append(torch.autograd.grad(loss, wrt, retain_graph=retain))
+    for fresh, recycled in zip(runs[:2], runs[2:]):
+        for a, b in zip(fresh, recycled):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
@@ -143,15 +173,15 @@ def test_native_library_builds_and_serves_small_float32_batches():
     from rnnkit.engine import native
     assert native.library() is not None
     kernel = native.make_native_kernel(ElmanCell(4), torch.zeros(5, 2, 4), torch.zeros(4, 4), None,
-                                       [torch.zeros(6, 2, 4)], True)
+                                       [torch.zeros(6, 2, 4)], False, True)
     assert getattr(kernel, "native", False)
     assert native.make_native_kernel(ElmanCell(4), torch.zeros(5, 2, 4), torch.zeros(4, 4), None,
-                                     [torch.zeros(6, 2, 4)], False) is None  # BPTT options: eager
+                                     [torch.zeros(6, 2, 4)], False, False) is None  # BPTT options: eager
     assert native.make_native_kernel(ElmanCell(4), torch.zeros(5, 9, 4), torch.zeros(4, 4), None,
-                                     [torch.zeros(6, 9, 4)], True) is None  # B > MAX_BATCH: BLAS per step
+                                     [torch.zeros(6, 9, 4)], False, True) is None  # B > MAX_BATCH: BLAS per step
     assert native.make_native_kernel(ElmanCell(4).double(), torch.zeros(5, 2, 4, dtype=torch.float64),
                                      torch.zeros(4, 4, dtype=torch.float64), None,
-                                     [torch.zeros(6, 2, 4, dtype=torch.float64)], True) is None  # float32 only
+                                     [torch.zeros(6, 2, 4, dtype=torch.float64)], False, True) is None  # float32 only
 
 
 @needs_native

@@ -63,15 +63,19 @@ def run_cell(
     return_initial_states: bool = False,
     bptt: BPTT | None = None,
     scope: str = "",
+    donate: bool = False,
 ) -> Scan:
     """Run already-validated arguments on the generic backend (layers call this directly).
+
+    ``donate=True`` lets the engine reuse the memory of ``sequences["inputs"]`` (a layer's own
+    input projection, which nothing else reads).
 
     Structured cells take the fast loop of ``rnnkit.engine.structured``; any other cell runs
     step by step under autograd (``rnnkit.engine.generic``).
     """
     if can_run_structured(cell, contexts):
         return scan_structured(cell, sequences["inputs"], dict(states), mask, reverse,
-                               return_initial_states, bptt or BPTT(), scope)
+                               return_initial_states, bptt or BPTT(), scope, donate=donate)
     return scan_stepwise(
         cell, sequences, states, contexts, mask=mask, reverse=reverse,
         return_initial_states=return_initial_states, bptt=bptt, scope=scope,

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["linear", "mm_nt"]
+__all__ = ["linear", "mm_nt", "mm_tn"]
 
 MIN_ROWS = 64  # below this, oneDNN's per-call overhead (~15 us) outweighs its speed
 
@@ -43,6 +43,20 @@ def mm_nt(a: Tensor, b: Tensor) -> Tensor:
     return a.mm(b.t())
 
 
+def mm_tn(a: Tensor, b: Tensor) -> Tensor:
+    """a (R, P)^T @ b (R, Q) -> (P, Q), without autograd: the weight gradients, summed over R rows.
+
+    oneDNN's linear wants its input row-major, so one operand is copied transposed; copying the
+    narrower one (the activations, not the (R, 4H) gate gradients) costs least time and memory.
+    The result may be a transposed view.
+    """
+    if _fast(a, a.shape[0]):
+        if a.shape[1] >= b.shape[1]:
+            return _LINEAR(b.t().contiguous(), a.t(), None, "none", [], "").t()  # (Q, P)^T
+        return _LINEAR(a.t().contiguous(), b.t(), None, "none", [], "")
+    return a.t().mm(b)
+
+
 class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -55,7 +69,7 @@ class _Linear(torch.autograd.Function):
     def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         x, weight = ctx.saved_tensors
         dx = mm_nt(dy, weight.t()) if ctx.needs_input_grad[0] else None  # (M, K)
-        dw = mm_nt(dy.t(), x.t()) if ctx.needs_input_grad[1] else None  # (N, K)
+        dw = mm_tn(dy, x) if ctx.needs_input_grad[1] else None  # (N, K)
         db = dy.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db
 

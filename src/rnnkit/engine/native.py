@@ -85,12 +85,12 @@ def library() -> ctypes.CDLL | None:
 
 def _declare(lib: ctypes.CDLL) -> None:
     L, P, I = ctypes.c_long, ctypes.c_void_p, ctypes.c_int
-    lib.elman_fwd.argtypes = [L, L, L, I, P, P, P, P]
-    lib.elman_bwd.argtypes = [L, L, L, I, P, P, P, P, P, P]
-    lib.lstm_fwd.argtypes = [L, L, L, P, P, P, P, P, P]
-    lib.lstm_bwd.argtypes = [L, L, L, P, P, P, P, P, P, P, P, P, P]
-    lib.gru_fwd.argtypes = [L, L, L, P, P, P, P, P, P]
-    lib.gru_bwd.argtypes = [L, L, L, P, P, P, P, P, P, P, P, P]
+    lib.elman_fwd.argtypes = [L, L, L, I, I, P, P, P, P]
+    lib.elman_bwd.argtypes = [L, L, L, I, I, P, P, P, P, P, P]
+    lib.lstm_fwd.argtypes = [L, L, L, I, P, P, P, P, P]
+    lib.lstm_bwd.argtypes = [L, L, L, I, P, P, P, P, P, P, P, P, P]
+    lib.gru_fwd.argtypes = [L, L, L, I, P, P, P, P, P, P]
+    lib.gru_bwd.argtypes = [L, L, L, I, P, P, P, P, P, P, P, P, P]
     for fn in (lib.elman_fwd, lib.elman_bwd, lib.lstm_fwd, lib.lstm_bwd, lib.gru_fwd, lib.gru_bwd):
         fn.restype = None
 
@@ -121,7 +121,8 @@ class _Native:
     native = True
     lib: ctypes.CDLL
 
-    def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None) -> list[Tensor]:
+    def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None,
+                     reuse: bool = False) -> list[Tensor]:
         raise NotImplementedError  # every concrete native kernel overrides it
 
 
@@ -129,28 +130,39 @@ class NativeElmanKernel(_Native, ElmanKernel):
     def run_forward(self, m: Tensor | None) -> None:
         T, B, H = self.X.shape
         self.Wc = self.W.contiguous()
-        self.lib.elman_fwd(T, B, H, _ACT[self.act], ptr(self.X), ptr(self.Wc), ptr(self.states[0]), ptr(m))
+        self.lib.elman_fwd(T, B, H, int(self.reverse), _ACT[self.act], ptr(self.X), ptr(self.Wc),
+                           ptr(self.states[0]), ptr(m))
 
-    def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None) -> list[Tensor]:
+    def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None,
+                     reuse: bool = False) -> list[Tensor]:
         T, B, H = self.X.shape
-        self.begin_backward()
+        self.begin_backward(reuse)
         dh = d[0].contiguous()
-        self.lib.elman_bwd(T, B, H, _ACT[self.act], ptr(self.Wc), ptr(self.states[0]), ptr(gys[0]),
-                           ptr(dh), ptr(self.D), ptr(m))
+        self.lib.elman_bwd(T, B, H, int(self.reverse), _ACT[self.act], ptr(self.Wc), ptr(self.states[0]),
+                           ptr(gys[0]), ptr(dh), ptr(self.D), ptr(m))
         return [dh]
 
 
-class NativeLSTMKernel(_Native, LSTMKernel):
+class NativeLSTMKernel(_Native, Kernel):
+    """The C loop keeps torch's gate order, so no reordering copies are made."""
+
+    def __init__(self, cell: LSTMCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+                 reverse: bool) -> None:
+        if b is not None:
+            X.add_(b)  # fold the recurrent bias into the inputs once
+        super().__init__(cell, X, W.contiguous(), b, states, reverse)
+
     def run_forward(self, m: Tensor | None) -> None:
         T, B, G = self.X.shape
-        self.lib.lstm_fwd(T, B, G // 4, ptr(self.X), ptr(self.W), ptr(self.states[0]), ptr(self.states[1]),
-                          ptr(self.tc), ptr(m))
+        self.lib.lstm_fwd(T, B, G // 4, int(self.reverse), ptr(self.X), ptr(self.W), ptr(self.states[0]),
+                          ptr(self.states[1]), ptr(m))
 
-    def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None) -> list[Tensor]:
+    def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None,
+                     reuse: bool = False) -> list[Tensor]:
         T, B, G = self.X.shape
-        self.begin_backward()
+        self.begin_backward(reuse)
         dh, dc = d[0].contiguous(), d[1].contiguous()
-        self.lib.lstm_bwd(T, B, G // 4, ptr(self.X), ptr(self.W), ptr(self.states[1]), ptr(self.tc),
+        self.lib.lstm_bwd(T, B, G // 4, int(self.reverse), ptr(self.X), ptr(self.W), ptr(self.states[1]),
                           ptr(gys[0]), ptr(gys[1]), ptr(dh), ptr(dc), ptr(self.D), ptr(m))
         return [dh, dc]
 
@@ -160,20 +172,21 @@ class NativeGRUKernel(_Native, GRUKernel):
         T, B, G = self.X.shape
         self.Wc = self.W.contiguous()
         self.bc = None if self.b is None else self.b.contiguous()
-        self.lib.gru_fwd(T, B, G // 3, ptr(self.X), ptr(self.HW), ptr(self.Wc), ptr(self.bc),
+        self.lib.gru_fwd(T, B, G // 3, int(self.reverse), ptr(self.X), ptr(self.HW), ptr(self.Wc), ptr(self.bc),
                          ptr(self.states[0]), ptr(m))
 
-    def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None) -> list[Tensor]:
+    def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None,
+                     reuse: bool = False) -> list[Tensor]:
         T, B, G = self.X.shape
-        self.begin_backward()
+        self.begin_backward(reuse)
         dh = d[0].contiguous()
-        self.lib.gru_bwd(T, B, G // 3, ptr(self.X), ptr(self.HW), ptr(self.Wc), ptr(self.states[0]),
-                         ptr(gys[0]), ptr(dh), ptr(self.D), ptr(self.dHW), ptr(m))
+        self.lib.gru_bwd(T, B, G // 3, int(self.reverse), ptr(self.X), ptr(self.HW), ptr(self.Wc),
+                         ptr(self.states[0]), ptr(gys[0]), ptr(dh), ptr(self.D), ptr(self.dHW), ptr(m))
         return [dh]
 
 
 def make_native_kernel(cell: object, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
-                       plain_bptt: bool) -> Kernel | None:
+                       reverse: bool, plain_bptt: bool) -> Kernel | None:
     """A native kernel for ``cell`` if this call qualifies, else None."""
     if not plain_bptt or X.dtype != torch.float32 or X.device.type != "cpu" or X.shape[1] > MAX_BATCH:
         return None
@@ -186,10 +199,10 @@ def make_native_kernel(cell: object, X: Tensor, W: Tensor, b: Tensor | None, sta
     W = W.detach()
     b = None if b is None else b.detach()
     if kind is LSTMCell:
-        kernel: Kernel = NativeLSTMKernel(cell, X, W, b, states, trick=False)  # type: ignore[arg-type]
+        kernel: Kernel = NativeLSTMKernel(cell, X, W, b, states, reverse)  # type: ignore[arg-type]
     elif kind is GRUCell:
-        kernel = NativeGRUKernel(cell, X, W, b, states)  # type: ignore[arg-type]
+        kernel = NativeGRUKernel(cell, X, W, b, states, reverse)  # type: ignore[arg-type]
     else:
-        kernel = NativeElmanKernel(cell, X, W, b, states)  # type: ignore[arg-type]
+        kernel = NativeElmanKernel(cell, X, W, b, states, reverse)  # type: ignore[arg-type]
     kernel.lib = lib  # type: ignore[attr-defined]
     return kernel

@@ -5,17 +5,26 @@
  * recurrence (matvec + pointwise) in C, with the same buffers and layout as the eager kernels in
  * kernels.py:
  *   X  (T, B, G)   inputs with the recurrent bias folded in; overwritten with activations
- *   S  (T+1, B, H) states, S[0] = initial state
+ *   S  (T+1, B, H) states at the boundaries: forwards (rev = 0) the initial state is S[0] and the
+ *                  state after time t is S[t+1]; backwards in time (rev = 1) the initial state
+ *                  is S[T] and the state after time t is S[t]. All other buffers are in time order.
  *   D  (T, B, G)   d(pre-activations) (= d(xp)); DHW (T, B, G) d(hw) where it differs (GRU)
  *   M  (T, B)      1.0 for a real step, 0.0 for padding, or NULL
  *   GY (T, B, H)   gradient of the state sequence output (already masked), or NULL
  * The step-wise state gradient dh (and dc) come in holding d(final state) and leave holding
- * d(initial state). LSTM gate order here is (i, f, o, g). Weights W are (G, H), row-major.
+ * d(initial state). LSTM gate order is torch's (i, f, g, o). Weights W are (G, H), row-major.
  * Built by rnnkit/engine/native.py with -O3 -march=native -ffast-math; no Python headers.
  */
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+
+/* Processing step k runs time t; the state before it is S[sb], after it S[sa]. */
+#define STEP(k)                                   \
+    const long t = rev ? T - 1 - (k) : (k);       \
+    const long sb = rev ? t + 1 : t;              \
+    const long sa = rev ? t : t + 1;              \
+    (void)sb; (void)sa;
 
 static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 static inline float tnh(float x) { return 2.0f / (1.0f + expf(-2.0f * x)) - 1.0f; }
@@ -51,11 +60,12 @@ static void matvec_t_acc(long B, long G, long H, const float *d, const float *W,
 }
 
 /* ------------------------------------------------------------------ Elman */
-void elman_fwd(long T, long B, long H, int act, float *X, const float *W, float *S, const float *M) {
-    for (long t = 0; t < T; ++t) {
+void elman_fwd(long T, long B, long H, int rev, int act, float *X, const float *W, float *S, const float *M) {
+    for (long k = 0; k < T; ++k) {
+        STEP(k)
         float *x = X + t * B * H;
-        const float *hp = S + t * B * H;
-        float *hn = S + (t + 1) * B * H;
+        const float *hp = S + sb * B * H;
+        float *hn = S + sa * B * H;
         matvec_acc(B, H, H, hp, W, x);
         for (long b = 0; b < B; ++b) {
             const int real = M ? M[t * B + b] != 0.0f : 1;
@@ -69,10 +79,11 @@ void elman_fwd(long T, long B, long H, int act, float *X, const float *W, float 
     }
 }
 
-void elman_bwd(long T, long B, long H, int act, const float *W, const float *S, const float *GY,
+void elman_bwd(long T, long B, long H, int rev, int act, const float *W, const float *S, const float *GY,
                float *dh, float *D, const float *M) {
-    for (long t = T - 1; t >= 0; --t) {
-        const float *hn = S + (t + 1) * B * H;
+    for (long k = T - 1; k >= 0; --k) {
+        STEP(k)
+        const float *hn = S + sa * B * H;
         float *d = D + t * B * H;
         for (long b = 0; b < B; ++b) {
             const int real = M ? M[t * B + b] != 0.0f : 1;
@@ -89,41 +100,43 @@ void elman_bwd(long T, long B, long H, int act, const float *W, const float *S, 
     }
 }
 
-/* ------------------------------------------------------------------ LSTM, gates (i, f, o, g) */
-void lstm_fwd(long T, long B, long H, float *X, const float *W, float *Sh, float *Sc, float *TC,
-              const float *M) {
+/* ------------------------------------------------------------------ LSTM, gates (i, f, g, o) */
+void lstm_fwd(long T, long B, long H, int rev, float *X, const float *W, float *Sh, float *Sc, const float *M) {
     const long G = 4 * H;
-    for (long t = 0; t < T; ++t) {
+    for (long k = 0; k < T; ++k) {
+        STEP(k)
         float *g = X + t * B * G;
-        const float *hp = Sh + t * B * H, *cp = Sc + t * B * H;
-        float *hn = Sh + (t + 1) * B * H, *cn = Sc + (t + 1) * B * H, *tc = TC + t * B * H;
+        const float *hp = Sh + sb * B * H, *cp = Sc + sb * B * H;
+        float *hn = Sh + sa * B * H, *cn = Sc + sa * B * H;
         matvec_acc(B, G, H, hp, W, g);
         for (long b = 0; b < B; ++b) {
             float *r = g + b * G;
             const int real = M ? M[t * B + b] != 0.0f : 1;
 #pragma omp simd
-            for (long j = 0; j < 3 * H; ++j) r[j] = sigm(r[j]);
+            for (long j = 0; j < 2 * H; ++j) r[j] = sigm(r[j]);
 #pragma omp simd
-            for (long j = 3 * H; j < G; ++j) r[j] = tnh(r[j]);
+            for (long j = 2 * H; j < 3 * H; ++j) r[j] = tnh(r[j]);
+#pragma omp simd
+            for (long j = 3 * H; j < G; ++j) r[j] = sigm(r[j]);
 #pragma omp simd
             for (long j = 0; j < H; ++j) {
                 const long i = b * H + j;
-                const float c = r[H + j] * cp[i] + r[j] * r[3 * H + j];
-                const float th = tnh(c);
-                tc[i] = th;
+                const float c = r[H + j] * cp[i] + r[j] * r[2 * H + j];
                 cn[i] = real ? c : cp[i];
-                hn[i] = real ? r[2 * H + j] * th : hp[i];
+                hn[i] = real ? r[3 * H + j] * tnh(c) : hp[i];
             }
         }
     }
 }
 
-void lstm_bwd(long T, long B, long H, const float *X, const float *W, const float *Sc, const float *TC,
+/* tanh(c_t) is recomputed from the stored cell state rather than kept: one buffer less. */
+void lstm_bwd(long T, long B, long H, int rev, const float *X, const float *W, const float *Sc,
               const float *GYh, const float *GYc, float *dh, float *dc, float *D, const float *M) {
     const long G = 4 * H;
-    for (long t = T - 1; t >= 0; --t) {
+    for (long k = T - 1; k >= 0; --k) {
+        STEP(k)
         const float *a = X + t * B * G;
-        const float *cp = Sc + t * B * H, *tc = TC + t * B * H;
+        const float *cp = Sc + sb * B * H, *cn = Sc + sa * B * H;
         float *d = D + t * B * G;
         for (long b = 0; b < B; ++b) {
             const int real = M ? M[t * B + b] != 0.0f : 1;
@@ -143,12 +156,12 @@ void lstm_bwd(long T, long B, long H, const float *X, const float *W, const floa
                 const long i = b * H + j;
                 const float gh = dh[i] + (GYh ? GYh[t * B * H + i] : 0.0f);
                 float gc = dc[i] + (GYc ? GYc[t * B * H + i] : 0.0f);
-                const float ig = r[j], fg = r[H + j], og = r[2 * H + j], gg = r[3 * H + j], th = tc[i];
+                const float ig = r[j], fg = r[H + j], gg = r[2 * H + j], og = r[3 * H + j], th = tnh(cn[i]);
                 gc += gh * og * (1.0f - th * th);
                 q[j] = gc * gg * ig * (1.0f - ig);
                 q[H + j] = gc * cp[i] * fg * (1.0f - fg);
-                q[2 * H + j] = gh * th * og * (1.0f - og);
-                q[3 * H + j] = gc * ig * (1.0f - gg * gg);
+                q[2 * H + j] = gc * ig * (1.0f - gg * gg);
+                q[3 * H + j] = gh * th * og * (1.0f - og);
                 dc[i] = gc * fg;
                 dh[i] = 0.0f;
             }
@@ -158,13 +171,14 @@ void lstm_bwd(long T, long B, long H, const float *X, const float *W, const floa
 }
 
 /* ------------------------------------------------------------------ GRU (reset-after), gates (r, z, n) */
-void gru_fwd(long T, long B, long H, float *X, float *HW, const float *W, const float *bhh, float *S,
+void gru_fwd(long T, long B, long H, int rev, float *X, float *HW, const float *W, const float *bhh, float *S,
              const float *M) {
     const long G = 3 * H;
-    for (long t = 0; t < T; ++t) {
+    for (long k = 0; k < T; ++k) {
+        STEP(k)
         float *x = X + t * B * G, *hw = HW + t * B * G;
-        const float *hp = S + t * B * H;
-        float *hn = S + (t + 1) * B * H;
+        const float *hp = S + sb * B * H;
+        float *hn = S + sa * B * H;
         for (long b = 0; b < B; ++b) {
             if (bhh) memcpy(hw + b * G, bhh, sizeof(float) * G);
             else memset(hw + b * G, 0, sizeof(float) * G);
@@ -187,11 +201,12 @@ void gru_fwd(long T, long B, long H, float *X, float *HW, const float *W, const 
     }
 }
 
-void gru_bwd(long T, long B, long H, const float *X, const float *HW, const float *W, const float *S,
+void gru_bwd(long T, long B, long H, int rev, const float *X, const float *HW, const float *W, const float *S,
              const float *GY, float *dh, float *D, float *DHW, const float *M) {
     const long G = 3 * H;
-    for (long t = T - 1; t >= 0; --t) {
-        const float *a = X + t * B * G, *hw = HW + t * B * G, *hp = S + t * B * H;
+    for (long k = T - 1; k >= 0; --k) {
+        STEP(k)
+        const float *a = X + t * B * G, *hw = HW + t * B * G, *hp = S + sb * B * H;
         float *d = D + t * B * G, *dw = DHW + t * B * G;
         for (long b = 0; b < B; ++b) {
             const int real = M ? M[t * B + b] != 0.0f : 1;

@@ -284,7 +284,7 @@ class RecurrentLayer(nn.Module):
                 init = {name: hx[i][k] for i, name in enumerate(self.state_names)}
                 scope = f"layer{index}.{'bwd' if d else 'fwd'}"
                 result = run_cell(direction.cell, {"inputs": xp}, init, {}, mask=mask, reverse=d == 1,
-                                  bptt=bptt, scope=scope)
+                                  bptt=bptt, scope=scope, donate=True)
                 outs.append(result.outputs["h"])  # (B, T, H)
                 for i, name in enumerate(self.state_names):
                     finals[i].append(result.final[name])
