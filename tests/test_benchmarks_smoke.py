@@ -26,6 +26,14 @@ bench_run = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_run)
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """The benchmark mains set torch's thread count for the whole process; put it back for later tests."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_timing_statistics_match_statistics_module():
     t = harness.Timing((0.3, 0.1, 0.2, 0.5, 0.4), warmup=1)
     assert t.median == 0.3 and t.min == 0.1 and t.max == 0.5

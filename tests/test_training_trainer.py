@@ -47,7 +47,10 @@ def test_trainer_equals_a_hand_written_loop(tmp_path: Path, optimizer: str) -> N
     config = reber_config(tmp_path, optimizer=optimizer, lr=0.05, momentum=0.9 if optimizer == "sgd" else 0.0,
                           clip_norm=0.5, warmup_steps=3, decay="linear", min_lr_ratio=0.2, steps=6, eval_every=0)
     result = fit(config)
-    # the oracle: the same seed, data, model and schedule driven by plain torch
+    # the oracle: the same seed, data, model and schedule driven by plain torch, on the thread count the
+    # Trainer used (a GEMM's summation order, and so its last bits, depend on it)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads_for)
     seed_everything(config.seed)
     task = make_task(config)
     model = task.build_model()
@@ -64,6 +67,7 @@ def test_trainer_equals_a_hand_written_loop(tmp_path: Path, optimizer: str) -> N
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
         opt.step()
+    torch.set_num_threads(threads)
     assert same_weights(result.model, model)
 
 
