@@ -102,8 +102,8 @@ def _new_figure(panels: int, width: float = 5.0) -> tuple[Any, list[Any]]:
 
     fig = Figure(figsize=(width * panels, 3.8), dpi=100)
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.5 / (width * panels), right=1 - 0.15 / (width * panels), bottom=0.14, top=0.86,
-                        wspace=0.28)  # fixed margins: tight_layout would cost more than the drawing
+    fig.subplots_adjust(left=0.8 / (width * panels), right=1 - 0.15 / (width * panels), bottom=0.14, top=0.86,
+                        wspace=0.3)  # fixed margins: tight_layout would cost more than the drawing
     axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
     return fig, axes
 

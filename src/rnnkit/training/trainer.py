@@ -325,10 +325,10 @@ class Trainer:
             run.last_checkpoint = time.monotonic()
 
     def _plot(self) -> None:
-        text = self.config.task == "text"
-        plot_curves(self.history, self.run_dir / "curve.png", title=f"{self.config.task}, {self.config.cell}",
-                    x_key="tokens" if text else "sequences",
-                    x_label="training characters" if text else "training sequences")
+        task = self.config.task
+        label = {"text": "training characters", "reber": "training words", "embedded-reber": "training words"}
+        plot_curves(self.history, self.run_dir / "curve.png", title=f"{task}, {self.config.cell}",
+                    x_key="tokens" if task == "text" else "sequences", x_label=label.get(task, "training sequences"))
 
     def _summary(self, metrics: dict[str, float], stopped: str, solved: bool | None, start: float,
                  model: nn.Module) -> dict[str, Any]:
