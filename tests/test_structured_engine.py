@@ -189,16 +189,23 @@ def test_native_library_builds_and_serves_small_float32_batches():
                                   lambda: ElmanCell(16, "relu"), lambda: ElmanCell(16, "identity")],
                          ids=["lstm", "gru", "tanh", "relu", "identity"])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_native_loops_equal_the_eager_kernels(make, reverse, monkeypatch):
+@pytest.mark.parametrize("B", [3, 9], ids=["whole-loop-in-C", "hybrid"])
+def test_native_loops_equal_the_eager_kernels(make, reverse, B, monkeypatch):
+    """B <= MAX_BATCH runs the whole loop in C; above it, LSTM and GRU take the hybrid kernels
+    (oneDNN matmul + one C call per step). Both must match the eager torch kernels."""
     from rnnkit.engine import native
     torch.manual_seed(2)
     cell = make()
     with torch.no_grad():
         for p in cell.parameters():
             p.mul_(0.5).add_(0.05 * torch.randn_like(p))
-    xp = torch.randn(3, 8, cell.input_width, requires_grad=True)
-    mask = torch.arange(8) < torch.tensor([8, 5, 1])[:, None]
-    init = {s: torch.randn(3, 16, requires_grad=True) for s in cell.states}
+    X = torch.zeros(8, B, cell.input_width)
+    bufs = [torch.zeros(9, B, 16) for _ in cell.states]
+    hybrid = native.make_hybrid_kernel(cell, X, cell.weight, cell.bias, bufs, reverse)
+    assert (hybrid is not None) == (type(cell) in (LSTMCell, GRUCell))
+    xp = torch.randn(B, 8, cell.input_width, requires_grad=True)
+    mask = torch.arange(8) < torch.tensor([8, 5, 1, 8, 2, 7, 3, 6, 4][:B])[:, None]
+    init = {s: torch.randn(B, 16, requires_grad=True) for s in cell.states}
     wrt = [xp, *init.values(), *cell.parameters()]
     runs = []
     for lib in (native.library(), None):

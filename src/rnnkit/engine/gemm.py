@@ -36,11 +36,11 @@ def _fast(a: Tensor, rows: int) -> bool:
             and rows >= MIN_ROWS)
 
 
-def mm_nt(a: Tensor, b: Tensor) -> Tensor:
-    """a (M, K) @ b (N, K)^T -> (M, N), without autograd."""
+def mm_nt(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+    """a (M, K) @ b (N, K)^T (+ bias (N,)) -> (M, N), without autograd."""
     if _fast(a, max(a.shape[0], b.shape[0])):
-        return _LINEAR(a, b, None, "none", [], "")
-    return a.mm(b.t())
+        return _LINEAR(a, b, bias, "none", [], "")
+    return a.mm(b.t()) if bias is None else torch.addmm(bias, a, b.t())
 
 
 def mm_tn(a: Tensor, b: Tensor) -> Tensor:

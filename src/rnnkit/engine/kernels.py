@@ -95,6 +95,10 @@ class Kernel:
         Returns the direct-path gradients of the states before step k (None for zero)."""
         raise NotImplementedError  # every concrete kernel overrides it
 
+    def back_mm(self, k: int, dHW: Tensor, direct: Tensor | None) -> Tensor:
+        """d(state before step k) through the recurrent matmul, plus the direct part if any."""
+        return torch.mm(dHW, self.W) if direct is None else direct.addmm_(dHW, self.W)
+
     def dx_layout(self) -> Tensor:
         """d(xp) in the cell's column order, time-ordered. (T, B, G)"""
         return self.D

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["MAX_BATCH", "library", "native_available"]
+__all__ = ["MAX_BATCH", "library", "make_hybrid_kernel", "make_native_kernel", "native_available"]
 
 MAX_BATCH = 4  # rows up to which the C matvec beats a BLAS call per step
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC", "-shared"]
@@ -91,7 +91,12 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.lstm_bwd.argtypes = [L, L, L, I, P, P, P, P, P, P, P, P, P]
     lib.gru_fwd.argtypes = [L, L, L, I, P, P, P, P, P, P]
     lib.gru_bwd.argtypes = [L, L, L, I, P, P, P, P, P, P, P, P, P]
-    for fn in (lib.elman_fwd, lib.elman_bwd, lib.lstm_fwd, lib.lstm_bwd, lib.gru_fwd, lib.gru_bwd):
+    lib.lstm_pw_fwd.argtypes = [L, L, P, P, P, P, P, P]
+    lib.lstm_pw_bwd.argtypes = [L, L, P, P, P, P, P, P]
+    lib.gru_pw_fwd.argtypes = [L, L, P, P, P, P, P]
+    lib.gru_pw_bwd.argtypes = [L, L, P, P, P, P, P, P]
+    for fn in (lib.elman_fwd, lib.elman_bwd, lib.lstm_fwd, lib.lstm_bwd, lib.gru_fwd, lib.gru_bwd,
+               lib.lstm_pw_fwd, lib.lstm_pw_bwd, lib.gru_pw_fwd, lib.gru_pw_bwd):
         fn.restype = None
 
 
@@ -110,6 +115,7 @@ def ptr(t: Tensor | None) -> int | None:
 
 # ---------------------------------------------------------------------------- kernels
 from rnnkit.cells import ElmanCell, GRUCell, LSTMCell  # noqa: E402  (after the loader, on purpose)
+from rnnkit.engine.gemm import mm_nt  # noqa: E402
 from rnnkit.engine.kernels import ElmanKernel, GRUKernel, Kernel, LSTMKernel  # noqa: E402
 
 _ACT = {"tanh": 0, "relu": 1, "identity": 2}
@@ -204,5 +210,100 @@ def make_native_kernel(cell: object, X: Tensor, W: Tensor, b: Tensor | None, sta
         kernel = NativeGRUKernel(cell, X, W, b, states, reverse)  # type: ignore[arg-type]
     else:
         kernel = NativeElmanKernel(cell, X, W, b, states, reverse)  # type: ignore[arg-type]
+    kernel.lib = lib  # type: ignore[attr-defined]
+    return kernel
+
+
+# ---------------------------------------------------------------------------- hybrid kernels
+def _rows(buf: Tensor, kernel: Kernel) -> list[int]:
+    """Data pointers of a time-ordered buffer's rows, in processing order."""
+    return [r.data_ptr() for r in kernel.steps(buf)]
+
+
+def _bounds(buf: Tensor, kernel: Kernel) -> list[int]:
+    return [r.data_ptr() for r in kernel.bounds(buf)]
+
+
+class HybridLSTMKernel(Kernel):
+    """Batches above MAX_BATCH: per step, oneDNN for h W^T and d(hw) W, one C call between them.
+
+    The Python driver keeps everything else (masks, taps, clipping, truncation), so this kernel
+    serves every BPTT option. Gates stay in torch's (i, f, g, o) order."""
+
+    def __init__(self, cell: LSTMCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+                 reverse: bool) -> None:
+        if b is not None:
+            X.add_(b)  # fold the recurrent bias into the inputs once
+        super().__init__(cell, X, W.contiguous(), b, states, reverse)
+        self.B, self.H = X.shape[1], X.shape[2] // 4
+        self.x = _rows(X, self)
+        self.h = self.bounds(states[0])
+        self.hp = _bounds(states[0], self)
+        self.cp = _bounds(states[1], self)
+
+    def fwd(self, k: int) -> None:
+        hw = mm_nt(self.h[k], self.W)  # (B, 4H)
+        self.lib.lstm_pw_fwd(self.B, self.H, self.x[k], hw.data_ptr(), self.x[k], self.cp[k], self.cp[k + 1],
+                             self.hp[k + 1])
+
+    def begin_backward(self, reuse: bool = False) -> None:
+        super().begin_backward(reuse)
+        self.d = _rows(self.D, self)
+
+    def bwd(self, k: int, d: list[Tensor]) -> list[Tensor | None]:
+        dh, dc = d[0].contiguous(), d[1].contiguous()
+        self.lib.lstm_pw_bwd(self.B, self.H, self.x[k], self.cp[k], self.cp[k + 1], dh.data_ptr(), dc.data_ptr(),
+                             self.d[k])
+        return [None, dc]
+
+    def back_mm(self, k: int, dHW: Tensor, direct: Tensor | None) -> Tensor:
+        p = mm_nt(dHW, self.W.t())  # d(hw) W, (B, H)
+        return p if direct is None else p.add_(direct)
+
+
+class HybridGRUKernel(GRUKernel):
+    """The GRU counterpart of HybridLSTMKernel (reset-after; hw_n is kept for the backward)."""
+
+    def __init__(self, cell: GRUCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+                 reverse: bool) -> None:
+        super().__init__(cell, X, W.contiguous(), b, states, reverse)
+        self.B = X.shape[1]
+        self.xr, self.hwr = _rows(X, self), _rows(self.HW, self)
+        self.hp = _bounds(states[0], self)
+        self.bc = None if b is None else b.contiguous()
+
+    def fwd(self, k: int) -> None:
+        hw = mm_nt(self.h[k], self.W, self.bc)  # h W^T + b_hh, (B, 3H)
+        self.lib.gru_pw_fwd(self.B, self.H, self.xr[k], hw.data_ptr(), self.hwr[k], self.hp[k], self.hp[k + 1])
+
+    def begin_backward(self, reuse: bool = False) -> None:
+        super().begin_backward(reuse)
+        self.dr, self.dhwr = _rows(self.D, self), _rows(self.dHW, self)
+
+    def bwd(self, k: int, d: list[Tensor]) -> list[Tensor | None]:
+        dh = d[0].contiguous()
+        self.lib.gru_pw_bwd(self.B, self.H, self.xr[k], self.hwr[k], self.hp[k], dh.data_ptr(), self.dr[k],
+                            self.dhwr[k])
+        return [dh]
+
+    def back_mm(self, k: int, dHW: Tensor, direct: Tensor | None) -> Tensor:
+        p = mm_nt(dHW, self.W.t())
+        return p if direct is None else p.add_(direct)
+
+
+def make_hybrid_kernel(cell: object, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+                       reverse: bool) -> Kernel | None:
+    """A hybrid (oneDNN matmul + C pointwise) kernel for float32 LSTM/GRU on CPU, else None."""
+    if X.dtype != torch.float32 or X.device.type != "cpu":
+        return None
+    kind = type(cell)
+    if kind not in (LSTMCell, GRUCell) or (kind is LSTMCell and cell.peepholes):  # type: ignore[attr-defined]
+        return None
+    lib = library()
+    if lib is None:
+        return None
+    W = W.detach()
+    b = None if b is None else b.detach()
+    kernel: Kernel = (HybridLSTMKernel if kind is LSTMCell else HybridGRUKernel)(cell, X, W, b, states, reverse)  # type: ignore[arg-type]
     kernel.lib = lib  # type: ignore[attr-defined]
     return kernel

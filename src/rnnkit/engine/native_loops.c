@@ -234,3 +234,96 @@ void gru_bwd(long T, long B, long H, int rev, const float *X, const float *HW, c
         matvec_t_acc(B, G, H, dw, W, dh);
     }
 }
+
+/* ------------------------------------------------------------------ one step's pointwise part
+ * For batches too large for the C matvec: the caller runs the recurrent matmul on oneDNN and
+ * these run everything between the matmuls, one call per step instead of ~10 torch ops.
+ * Masks, gradient taps, clipping and truncation stay with the Python driver. */
+
+/* x: the projected input row (B, 4H), bias folded in; hw = h W^T (B, 4H); a: the activations
+ * (B, 4H), may be x itself; cp: c_{t-1}; writes c_t and h_t. */
+void lstm_pw_fwd(long B, long H, const float *x, const float *hw, float *a, const float *cp, float *cn, float *hn) {
+    const long G = 4 * H;
+    for (long b = 0; b < B; ++b) {
+        const float *xr = x + b * G, *q = hw + b * G;
+        float *r = a + b * G;
+#pragma omp simd
+        for (long j = 0; j < 2 * H; ++j) r[j] = sigm(xr[j] + q[j]);
+#pragma omp simd
+        for (long j = 2 * H; j < 3 * H; ++j) r[j] = tnh(xr[j] + q[j]);
+#pragma omp simd
+        for (long j = 3 * H; j < G; ++j) r[j] = sigm(xr[j] + q[j]);
+#pragma omp simd
+        for (long j = 0; j < H; ++j) {
+            const long i = b * H + j;
+            const float c = r[H + j] * cp[i] + r[j] * r[2 * H + j];
+            cn[i] = c;
+            hn[i] = r[3 * H + j] * tnh(c);
+        }
+    }
+}
+
+/* a: the step's activations; dh, dc: d(h_t), d(c_t) (masked, output gradients added). Writes
+ * d(pre-activations) to d (which may be a itself) and leaves d(c_{t-1})'s direct part in dc. */
+void lstm_pw_bwd(long B, long H, const float *a, const float *cp, const float *cn, const float *dh, float *dc,
+                 float *d) {
+    const long G = 4 * H;
+    for (long b = 0; b < B; ++b) {
+        const float *r = a + b * G;
+        float *q = d + b * G;
+#pragma omp simd
+        for (long j = 0; j < H; ++j) {
+            const long i = b * H + j;
+            const float gh = dh[i];
+            const float ig = r[j], fg = r[H + j], gg = r[2 * H + j], og = r[3 * H + j], th = tnh(cn[i]);
+            const float gc = dc[i] + gh * og * (1.0f - th * th);
+            q[j] = gc * gg * ig * (1.0f - ig);
+            q[H + j] = gc * cp[i] * fg * (1.0f - fg);
+            q[2 * H + j] = gc * ig * (1.0f - gg * gg);
+            q[3 * H + j] = gh * th * og * (1.0f - og);
+            dc[i] = gc * fg;
+        }
+    }
+}
+
+/* GRU, reset-after, gates (r, z, n). x: the projected input row (B, 3H), overwritten with the
+ * activations; hw = h W^T + b_hh, copied to keep (the backward needs hw_n) unless keep == hw. */
+void gru_pw_fwd(long B, long H, float *x, const float *hw, float *keep, const float *hp, float *hn) {
+    const long G = 3 * H;
+    if (keep != hw) memcpy(keep, hw, sizeof(float) * B * G);
+    for (long b = 0; b < B; ++b) {
+        float *r = x + b * G;
+        const float *q = hw + b * G;
+#pragma omp simd
+        for (long j = 0; j < 2 * H; ++j) r[j] = sigm(r[j] + q[j]);
+#pragma omp simd
+        for (long j = 0; j < H; ++j) {
+            const long i = b * H + j;
+            const float n = tnh(r[2 * H + j] + r[j] * q[2 * H + j]);
+            r[2 * H + j] = n;
+            hn[i] = n + r[H + j] * (hp[i] - n);
+        }
+    }
+}
+
+/* dh: d(h_t) in, the direct part of d(h_{t-1}) out. Writes d(x-row) to d and d(hw) to dhw; d may
+ * be a, dhw may be hw (each value is read before its slot is written). */
+void gru_pw_bwd(long B, long H, const float *a, const float *hw, const float *hp, float *dh, float *d, float *dhw) {
+    const long G = 3 * H;
+    for (long b = 0; b < B; ++b) {
+        const float *r = a + b * G, *q = hw + b * G;
+        float *p = d + b * G, *pw = dhw + b * G;
+#pragma omp simd
+        for (long j = 0; j < H; ++j) {
+            const long i = b * H + j;
+            const float g = dh[i];
+            const float rg = r[j], zg = r[H + j], n = r[2 * H + j], hwn = q[2 * H + j];
+            const float dn = g * (1.0f - zg) * (1.0f - n * n);
+            const float dz = g * (hp[i] - n) * zg * (1.0f - zg);
+            const float dr = dn * hwn * rg * (1.0f - rg);
+            p[j] = dr; p[H + j] = dz; p[2 * H + j] = dn;
+            pw[j] = dr; pw[H + j] = dz; pw[2 * H + j] = dn * rg;
+            dh[i] = g * zg;
+        }
+    }
+}

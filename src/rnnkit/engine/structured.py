@@ -36,7 +36,7 @@ from rnnkit.cells.structured import Structured
 from rnnkit.engine.bptt import BPTT
 from rnnkit.engine.gemm import mm_tn
 from rnnkit.engine.kernels import Kernel, extra_params, make_kernel
-from rnnkit.engine.native import make_native_kernel
+from rnnkit.engine.native import make_hybrid_kernel, make_native_kernel
 
 __all__ = ["can_run_structured", "scan_structured"]
 
@@ -87,7 +87,8 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
     if kernel is not None:
         kernel.run_forward(None if m is None else m.squeeze(-1).float().contiguous())  # type: ignore[attr-defined]
         return kernel, m
-    kernel = make_kernel(setup.cell, X, W, b, bufs, setup.reverse)
+    kernel = make_hybrid_kernel(setup.cell, X, W, b, bufs, setup.reverse) or \
+        make_kernel(setup.cell, X, W, b, bufs, setup.reverse)
     fwd = kernel.fwd
     if m is None:
         for k in range(T):
@@ -155,6 +156,7 @@ class _StructuredScan(torch.autograd.Function):
         cut = _truncation_cuts(bptt.truncate, None if m is None else torch.stack(ml), T, B, W.device) \
             if bptt.truncate else None
         taps, clip = bptt.tap is not None, bptt.clip_value is not None or bptt.clip_norm is not None
+        back_mm = kernel.back_mm
         for k in range(T - 1, -1, -1):
             for s in range(S):
                 if gyl[s] is not None:
@@ -172,7 +174,7 @@ class _StructuredScan(torch.autograd.Function):
             prev = []
             for s in range(S):
                 if s == rec:
-                    p = torch.mm(dHW[k], W) if direct[s] is None else direct[s].addmm_(dHW[k], W)
+                    p = back_mm(k, dHW[k], direct[s])
                 else:
                     p = direct[s] if direct[s] is not None else torch.zeros_like(d[s])
                 prev.append(p)
