@@ -34,11 +34,13 @@ def run_fused(
     training: bool,
     bidirectional: bool,
     lengths: Tensor | None,
+    zero_state: bool = False,
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Run a whole stack. x (B, T, F); hx: (h,) or (h, c), each (L*D, B, H).
 
     Returns y (B, T, D*H), zero at padded steps, and the final states in torch's layout.
-    ``lengths`` (B,) int64 on the CPU, or None when every sequence fills T.
+    ``lengths`` (B,) int64 on the CPU, or None when every sequence fills T. ``zero_state``: hx
+    is all zeros (no reordering needed).
     """
     op = KINDS[kind]
     state = list(hx) if kind == "lstm" else hx[0]
@@ -48,7 +50,9 @@ def run_fused(
     T = x.shape[1]
     packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
     order = packed.sorted_indices  # (B,) longest first
-    if kind == "lstm":
+    if zero_state:
+        pass  # all zeros: the batch order does not matter
+    elif kind == "lstm":
         state = [s.index_select(1, order) for s in state]
     else:
         state = state.index_select(1, order)

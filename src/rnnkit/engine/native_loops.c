@@ -10,7 +10,8 @@
  *                  is S[T] and the state after time t is S[t]. All other buffers are in time order.
  *   D  (T, B, G)   d(pre-activations) (= d(xp)); DHW (T, B, G) d(hw) where it differs (GRU)
  *   M  (T, B)      1.0 for a real step, 0.0 for padding, or NULL
- *   GY (T, B, H)   gradient of the state sequence output (already masked), or NULL
+ *   GY (T, B, H)   gradient of the state sequence output, or NULL; read at real steps only (the
+ *                  output is zero at padded steps, so its gradient there is ignored)
  * The step-wise state gradient dh (and dc) come in holding d(final state) and leave holding
  * d(initial state). LSTM gate order is torch's (i, f, g, o). Weights W are (G, H), row-major.
  * Built by rnnkit/engine/native.py with -O3 -march=native -ffast-math; no Python headers.
@@ -90,7 +91,7 @@ void elman_bwd(long T, long B, long H, int rev, int act, const float *W, const f
             for (long j = 0; j < H; ++j) {
                 const long i = b * H + j;
                 const float g = dh[i] + (GY ? GY[t * B * H + i] : 0.0f);
-                if (!real) { d[i] = 0.0f; dh[i] = g; continue; }
+                if (!real) { d[i] = 0.0f; continue; }  /* padding: dh passes through, GY is ignored */
                 const float h = hn[i];
                 d[i] = act == 0 ? g * (1.0f - h * h) : act == 1 ? (h > 0.0f ? g : 0.0f) : g;
                 dh[i] = 0.0f;
@@ -143,12 +144,7 @@ void lstm_bwd(long T, long B, long H, int rev, const float *X, const float *W, c
             const float *r = a + b * G;
             float *q = d + b * G;
             if (!real) {
-                memset(q, 0, sizeof(float) * G);
-                for (long j = 0; j < H; ++j) {
-                    const long i = b * H + j;
-                    dh[i] += GYh ? GYh[t * B * H + i] : 0.0f;
-                    dc[i] += GYc ? GYc[t * B * H + i] : 0.0f;
-                }
+                memset(q, 0, sizeof(float) * G);  /* padding: dh, dc pass through, GY is ignored */
                 continue;
             }
 #pragma omp simd
@@ -214,8 +210,7 @@ void gru_bwd(long T, long B, long H, int rev, const float *X, const float *HW, c
             float *p = d + b * G, *pw = dw + b * G;
             if (!real) {
                 memset(p, 0, sizeof(float) * G);
-                memset(pw, 0, sizeof(float) * G);
-                for (long j = 0; j < H; ++j) dh[b * H + j] += GY ? GY[t * B * H + b * H + j] : 0.0f;
+                memset(pw, 0, sizeof(float) * G);  /* padding: dh passes through, GY is ignored */
                 continue;
             }
 #pragma omp simd

@@ -25,6 +25,7 @@ How it works (the FlashRNN / haste organisation):
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -39,6 +40,16 @@ from rnnkit.engine.kernels import Kernel, extra_params, make_kernel
 from rnnkit.engine.native import make_hybrid_kernel, make_native_kernel
 
 __all__ = ["can_run_structured", "scan_structured"]
+
+
+def _upcast(cell: Structured, xp: Tensor) -> bool:
+    """True for a bfloat16 CPU call of a built-in cell that the float32 C kernels serve."""
+    from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
+    from rnnkit.engine.native import library
+
+    kind = type(cell)
+    return (xp.dtype == torch.bfloat16 and xp.device.type == "cpu" and kind in (ElmanCell, GRUCell, LSTMCell)
+            and not getattr(cell, "peepholes", False) and library() is not None)
 
 
 def _keep_graph() -> bool:
@@ -134,17 +145,18 @@ class _StructuredScan(torch.autograd.Function):
         d_seq, d_final = grads[:S], grads[S:]
         T, B = ctx.T, ctx.B
         bptt, m = setup.bptt, ctx.m
+        native = getattr(kernel, "native", False)
         gys: list[Tensor | None] = []
-        for g in d_seq:  # time-major (T, B, H), padding zeroed
+        for g in d_seq:  # time-major (T, B, H), padding zeroed (the C loops skip it themselves)
             if g is None:
                 gys.append(None)
             else:
                 g = g.transpose(0, 1)
-                gys.append((g * m).contiguous() if m is not None else g.contiguous())
+                gys.append((g * m).contiguous() if m is not None and not native else g.contiguous())
         d = [torch.zeros_like(s[0]) if g is None else g.clone() for g, s in zip(d_final, kernel.states)]  # (B, H)
         rec = setup.cell.states.index(setup.cell.recurrent_state)
         reuse = not _keep_graph()  # d(xp) may overwrite the activations (Kernel.begin_backward)
-        if getattr(kernel, "native", False):
+        if native:
             mf = None if m is None else m.squeeze(-1).float().contiguous()
             d = kernel.run_backward(gys, d, mf, reuse)  # type: ignore[attr-defined]
             return _finish(ctx, kernel, d, rec)
@@ -236,16 +248,29 @@ def scan_structured(
     if bptt.tap is not None:
         for name in cell.states:
             bptt.tap._start(f"{scope}/{name}", xp.shape[1])
-    setup = _Setup(cell, reverse, bptt, scope, donate)
     W, b = cell.weight, cell.bias
+    io_dtype = xp.dtype
+    if _upcast(cell, xp):
+        # bfloat16 on CPU: eager bf16 ops are slow and the C loops are float32, so the recurrence
+        # runs in float32 (as oneDNN's bf16 LSTM does inside its kernel) and the results are
+        # rounded to bfloat16; the casts are differentiable, so gradients come back in bf16.
+        xp, donate = xp.float(), True  # the copy is the engine's own
+        W, b = W.float(), None if b is None else b.float()
+        init = tuple(s.float() for s in init)
+    setup = _Setup(cell, reverse, bptt, scope, donate)
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (xp, W, b, *init, *params))
-    if needs_grad:
-        outs = list(_StructuredScan.apply(setup, xp, W, b, mask, len(init), *init, *params))
-    else:
-        with torch.no_grad():
-            kernel, _ = _run_forward(setup, xp, W.detach(), None if b is None else b.detach(), mask, init)
-        outs = _outputs(kernel, mask) + [rows[-1] for rows in (kernel.bounds(buf) for buf in kernel.states)]
+    # float32 compute stays float32 under a CPU bf16 autocast (the upcast case above)
+    with torch.autocast("cpu", enabled=False) if io_dtype != xp.dtype else contextlib.nullcontext():
+        if needs_grad:
+            outs = list(_StructuredScan.apply(setup, xp, W, b, mask, len(init), *init, *params))
+        else:
+            with torch.no_grad():
+                kernel, _ = _run_forward(setup, xp, W.detach(), None if b is None else b.detach(), mask, init)
+            outs = _outputs(kernel, mask) + [rows[-1] for rows in (kernel.bounds(buf) for buf in kernel.states)]
+    if io_dtype != xp.dtype:
+        outs = [o.to(io_dtype) for o in outs]
+        init = tuple(s.to(io_dtype) for s in init)
     S = len(init)
     outputs: dict[str, Tensor] = {}
     for s, name in enumerate(cell.states):

@@ -27,7 +27,7 @@ from rnnkit.engine import BPTT, run_cell
 from rnnkit.engine.dispatch import check_engine, choose
 from rnnkit.engine.fused import run_fused
 from rnnkit.engine.gemm import linear
-from rnnkit.engine.masks import resolve_mask
+from rnnkit.engine.masks import check_lengths, lengths_to_mask, resolve_mask
 from rnnkit.errors import bad_argument, describe
 from rnnkit.init import Initializer, torch_default
 
@@ -213,7 +213,10 @@ class RecurrentLayer(nn.Module):
         """
         self._check_input(x)
         B, T, _ = x.shape
-        mask, lens, prefix = resolve_mask(mask, lengths, B, T, x.device)
+        if lengths is not None and mask is None:  # the mask is built only if the generic engine runs
+            lens, prefix = check_lengths(lengths, B, T, x.device), True
+        else:
+            mask, lens, prefix = resolve_mask(mask, lengths, B, T, x.device)
         hx = self._check_state(state, B, x)
         if bptt is not None and not isinstance(bptt, BPTT):
             raise bad_argument("bptt", "None or an rnnkit.engine.BPTT", bptt, "pass bptt=BPTT(...)")
@@ -224,9 +227,11 @@ class RecurrentLayer(nn.Module):
             y, finals = run_fused(
                 self.fused_kind, x, hx, self.flat_weights(), has_biases=self.config.bias,
                 num_layers=self.num_layers, dropout=self.config.dropout, training=self.training,
-                bidirectional=self.config.bidirectional, lengths=lens,
+                bidirectional=self.config.bidirectional, lengths=lens, zero_state=state is None,
             )
         else:
+            if mask is None and lens is not None:
+                mask = lengths_to_mask(lens, T, x.device)
             y, finals = self._forward_generic(x, hx, mask, bptt)
         return y, (finals if self.kind == "lstm" else finals[0])
 
