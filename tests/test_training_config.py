@@ -72,6 +72,18 @@ def test_a_budget_is_required_and_epochs_need_text() -> None:
         TrainConfig(task="sine", data="x.txt")
 
 
+def test_precision_auto_is_bf16_only_on_cpus_with_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rnnkit.training import config as config_module
+
+    assert make_config("text").precision == "auto" and make_config("reber").precision_for == "fp32"
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(config_module, "native_bf16", lambda native=native: native)
+        assert make_config("text").precision_for == expected
+    assert make_config("text", overrides={"precision": "fp32"}).precision_for == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        make_config("text", overrides={"precision": "fp16"})
+
+
 def test_threads_default_one_for_small_tasks() -> None:
     assert make_config("embedded-reber").threads_for == 1
     assert make_config("reber", overrides={"threads": 3}).threads_for == 3

@@ -91,7 +91,7 @@ def test_text_runs_are_deterministic(tmp_path: Path) -> None:
 def test_bf16_autocast_trains_deterministically_with_fp32_weights(tmp_path: Path) -> None:
     a = fit(text_config(tmp_path / "a", precision="bf16", steps=12), text=True)
     b = fit(text_config(tmp_path / "b", precision="bf16", steps=12), text=True)
-    fp32 = fit(text_config(tmp_path / "c", steps=12), text=True)
+    fp32 = fit(text_config(tmp_path / "c", precision="fp32", steps=12), text=True)
     assert same_weights(a.model, b.model) and not same_weights(a.model, fp32.model)
     assert all(p.dtype == torch.float32 for p in a.model.parameters())
     assert abs(a.metrics["val_loss"] - fp32.metrics["val_loss"]) < 0.05  # bf16 rounding, not a different model

@@ -49,6 +49,8 @@ def print_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> Non
     facts.add_column(style="bold")
     facts.add_column()
     model = f"{summary['cell']} x {config.get('num_layers', 1)} layer(s) of {config.get('hidden_size')}"
+    if summary.get("precision", "fp32") != "fp32":
+        model += f", {summary['precision']} autocast"
     if config.get("bidirectional"):
         model += ", bidirectional"
     facts.add_row("task", f"{summary['task']}: {summary.get('data', '')}")

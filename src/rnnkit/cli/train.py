@@ -39,8 +39,9 @@ _FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--embedding",), "embedding_size", dict(type=positive_int, metavar="N", help="text: embedding width")),
     (("--tie-weights",), "tie_weights", dict(action="store_true", help="text: share embedding and softmax weights")),
     (("--engine",), "engine", dict(choices=("auto", "fused", "generic"), help="recurrence backend (default: auto)")),
-    (("--precision",), "precision", dict(choices=("fp32", "bf16"),
-                                         help="bf16: bfloat16 autocast of the forward pass (weights stay fp32)")),
+    (("--precision",), "precision", dict(choices=("auto", "fp32", "bf16"),
+                                         help="bf16: bfloat16 autocast of the forward pass (weights stay fp32); "
+                                              "auto: bf16 on CPUs with native bf16, else fp32 (text default)")),
     (("--optimizer",), "optimizer", dict(choices=("adam", "sgd"), help="optimiser (default: adam)")),
     (("--lr",), "lr", dict(type=positive_float, metavar="LR", help="peak learning rate")),
     (("--momentum",), "momentum", dict(type=probability, metavar="M", help="SGD momentum")),

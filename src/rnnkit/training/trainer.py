@@ -248,7 +248,7 @@ class Trainer:
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
             run.net.train()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.precision == "bf16"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.precision_for == "bf16"):
                 loss, carry = self._task.loss(run.net, batch, run.carry)
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -344,6 +344,7 @@ class Trainer:
             "metrics": {k: v for k, v in metrics.items() if k not in skip}, "solved": solved, "stopped": stopped,
             "steps": self.step, "epochs": self._epoch(), "train_seconds": round(self.train_seconds, 3),
             "tokens_per_second": round(self.tokens / self.train_seconds, 1) if self.train_seconds else None,
+            "precision": c.precision_for,
             "parameters": sum(p.numel() for p in model.parameters()), "baseline": self._task.baseline(),
             "data": self._task.describe(), "run_dir": str(self.run_dir), "config": config_to_json(c),
         }
