@@ -148,6 +148,11 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str],
     _style_x(axes[0])
     if losses and all(v > 0 for k in losses for v in series[k][1]):
         axes[0].set_yscale("log")
+        from matplotlib.ticker import FormatStrFormatter
+
+        for axis in (axes[0].yaxis,):  # plain numbers (1.4, 1.6), not 1.4 x 10^0
+            axis.set_major_formatter(FormatStrFormatter("%.3g"))
+            axis.set_minor_formatter(FormatStrFormatter("%.3g"))
     axes[0].legend(loc="best", fontsize="small")
     axes[0].grid(True, alpha=0.3)
     if others:
