@@ -6,6 +6,8 @@ batches of the same corpus, with the state carried across chunks, in the same pr
 ``torch.set_num_threads(2)``. The hand-written loop is what a careful user writes with
 ``torch.nn.LSTM``; the Trainer runs rnnkit's ``LanguageModel`` (fused kernel) with everything it
 adds per step: the learning-rate schedule, counters, the budget checks, the progress display.
+Both run in float32 (the text task's default precision "auto" would pick bf16 autocast on a CPU
+with native bf16, which is a different computation from the hand loop's).
 
 After one untimed warm-up pair, each repeat trains a fresh model for ``--steps`` steps with
 each, back to back, in ABBA order (Trainer, hand, hand, Trainer, ...). Trainer tokens/s = tokens / the loop's wall time up to its final
@@ -88,7 +90,7 @@ def trainer_run(text: str, size: dict, steps: int, lr: float, clip: float, threa
         config = make_config("text", overrides={**size, "steps": steps, "time_budget": None, "lr": lr,
                                                 "clip_norm": clip, "warmup_steps": 0, "decay": "cosine",
                                                 "eval_every": 0, "plot": False, "tensorboard": False,
-                                                "out": out, "threads": threads})
+                                                "out": out, "threads": threads, "precision": "fp32"})
         task = TextTask(config, text=text)
         result = Trainer(config, task=task, progress=True, progress_file=io.StringIO()).fit()
         last = result.history[-1]

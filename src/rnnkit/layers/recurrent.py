@@ -283,9 +283,14 @@ class RecurrentLayer(nn.Module):
         inp = x  # (B, T, F)
         for index, layer in enumerate(self.layers):
             outs = []
+            # The projections are computed time-major, (T, B, G*H), and handed over as (B, T, G*H) views:
+            # the engine walks time-major buffers, so it takes them without a (B, T) -> (T, B) copy.
+            inp_t = inp.transpose(0, 1)
+            if not inp_t.is_contiguous():
+                inp_t = inp_t.contiguous()  # (T, B, F), once for both directions
             for d, direction in enumerate(layer.directions()):
                 k = index * D + d
-                xp = linear(inp, direction.input.weight, direction.input.bias)  # (B, T, G*H), one GEMM
+                xp = linear(inp_t, direction.input.weight, direction.input.bias).transpose(0, 1)  # one GEMM
                 init = {name: hx[i][k] for i, name in enumerate(self.state_names)}
                 scope = f"layer{index}.{'bwd' if d else 'fwd'}"
                 result = run_cell(direction.cell, {"inputs": xp}, init, {}, mask=mask, reverse=d == 1,
