@@ -231,7 +231,7 @@ class HybridLSTMKernel(Kernel):
     serves every BPTT option. Gates stay in torch's (i, f, g, o) order."""
 
     def __init__(self, cell: LSTMCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
-                 reverse: bool) -> None:
+                 reverse: bool, mm_dtype: torch.dtype | None = None) -> None:
         if b is not None:
             X.add_(b)  # fold the recurrent bias into the inputs once
         super().__init__(cell, X, W.contiguous(), b, states, reverse)
@@ -240,9 +240,10 @@ class HybridLSTMKernel(Kernel):
         self.h = self.bounds(states[0])
         self.hp = _bounds(states[0], self)
         self.cp = _bounds(states[1], self)
+        self.mm = _StepMatmul(self.W, None, mm_dtype)
 
     def fwd(self, k: int) -> None:
-        hw = mm_nt(self.h[k], self.W)  # (B, 4H)
+        hw = self.mm.forward(self.h[k])  # (B, 4H) float32
         self.lib.lstm_pw_fwd(self.B, self.H, self.x[k], hw.data_ptr(), self.x[k], self.cp[k], self.cp[k + 1],
                              self.hp[k + 1])
 
@@ -257,23 +258,47 @@ class HybridLSTMKernel(Kernel):
         return [None, dc]
 
     def back_mm(self, k: int, dHW: Tensor, direct: Tensor | None) -> Tensor:
-        p = mm_nt(dHW, self.W.t())  # d(hw) W, (B, H)
+        p = self.mm.backward(dHW)  # d(hw) W, (B, H)
         return p if direct is None else p.add_(direct)
+
+
+class _StepMatmul:
+    """The per-step recurrent matmuls of a hybrid kernel: h W^T (+ b) and d(hw) W, on oneDNN.
+
+    With ``dtype=torch.bfloat16`` (a bf16 call whose recurrence runs in float32) the operands are
+    rounded to bf16 and multiplied with float32 accumulation, as oneDNN's own bf16 LSTM does;
+    results come back in float32 for the C pointwise code."""
+
+    def __init__(self, W: Tensor, b: Tensor | None, dtype: torch.dtype | None) -> None:
+        self.dtype = dtype
+        self.W = W if dtype is None else W.to(dtype)
+        self.Wt = self.W.t()
+        self.b = b if b is None or dtype is None else b.to(dtype)
+
+    def forward(self, h: Tensor) -> Tensor:
+        if self.dtype is None:
+            return mm_nt(h, self.W, self.b)
+        return mm_nt(h.to(self.dtype), self.W, self.b).float()
+
+    def backward(self, d: Tensor) -> Tensor:
+        if self.dtype is None:
+            return mm_nt(d, self.Wt)
+        return mm_nt(d.to(self.dtype), self.Wt).float()
 
 
 class HybridGRUKernel(GRUKernel):
     """The GRU counterpart of HybridLSTMKernel (reset-after; hw_n is kept for the backward)."""
 
     def __init__(self, cell: GRUCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
-                 reverse: bool) -> None:
+                 reverse: bool, mm_dtype: torch.dtype | None = None) -> None:
         super().__init__(cell, X, W.contiguous(), b, states, reverse)
         self.B = X.shape[1]
         self.xr, self.hwr = _rows(X, self), _rows(self.HW, self)
         self.hp = _bounds(states[0], self)
-        self.bc = None if b is None else b.contiguous()
+        self.mm = _StepMatmul(self.W, None if b is None else b.contiguous(), mm_dtype)
 
     def fwd(self, k: int) -> None:
-        hw = mm_nt(self.h[k], self.W, self.bc)  # h W^T + b_hh, (B, 3H)
+        hw = self.mm.forward(self.h[k])  # h W^T + b_hh, (B, 3H) float32
         self.lib.gru_pw_fwd(self.B, self.H, self.xr[k], hw.data_ptr(), self.hwr[k], self.hp[k], self.hp[k + 1])
 
     def begin_backward(self, reuse: bool = False) -> None:
@@ -287,13 +312,14 @@ class HybridGRUKernel(GRUKernel):
         return [dh]
 
     def back_mm(self, k: int, dHW: Tensor, direct: Tensor | None) -> Tensor:
-        p = mm_nt(dHW, self.W.t())
+        p = self.mm.backward(dHW)
         return p if direct is None else p.add_(direct)
 
 
 def make_hybrid_kernel(cell: object, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
-                       reverse: bool) -> Kernel | None:
-    """A hybrid (oneDNN matmul + C pointwise) kernel for float32 LSTM/GRU on CPU, else None."""
+                       reverse: bool, mm_dtype: torch.dtype | None = None) -> Kernel | None:
+    """A hybrid (oneDNN matmul + C pointwise) kernel for float32 LSTM/GRU on CPU, else None.
+    ``mm_dtype=torch.bfloat16`` runs the per-step matmuls in bf16 (see _StepMatmul)."""
     if X.dtype != torch.float32 or X.device.type != "cpu":
         return None
     kind = type(cell)
@@ -304,6 +330,7 @@ def make_hybrid_kernel(cell: object, X: Tensor, W: Tensor, b: Tensor | None, sta
         return None
     W = W.detach()
     b = None if b is None else b.detach()
-    kernel: Kernel = (HybridLSTMKernel if kind is LSTMCell else HybridGRUKernel)(cell, X, W, b, states, reverse)  # type: ignore[arg-type]
+    kernel: Kernel = (HybridLSTMKernel if kind is LSTMCell else HybridGRUKernel)(  # type: ignore[operator]
+        cell, X, W, b, states, reverse, mm_dtype)
     kernel.lib = lib  # type: ignore[attr-defined]
     return kernel

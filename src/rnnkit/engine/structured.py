@@ -78,6 +78,7 @@ class _Setup:
     def __init__(self, cell: Structured, reverse: bool, bptt: BPTT, scope: str, donate: bool) -> None:
         self.cell, self.reverse, self.bptt, self.scope, self.donate = cell, reverse, bptt, scope, donate
         self.kernel: Kernel | None = None
+        self.mm_dtype: torch.dtype | None = None  # bf16: a bf16 call's per-step matmuls (hybrid kernels)
 
 
 def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: Tensor | None,
@@ -98,7 +99,7 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
     if kernel is not None:
         kernel.run_forward(None if m is None else m.squeeze(-1).float().contiguous())  # type: ignore[attr-defined]
         return kernel, m
-    kernel = make_hybrid_kernel(setup.cell, X, W, b, bufs, setup.reverse) or \
+    kernel = make_hybrid_kernel(setup.cell, X, W, b, bufs, setup.reverse, setup.mm_dtype) or \
         make_kernel(setup.cell, X, W, b, bufs, setup.reverse)
     fwd = kernel.fwd
     if m is None:
@@ -258,6 +259,8 @@ def scan_structured(
         W, b = W.float(), None if b is None else b.float()
         init = tuple(s.float() for s in init)
     setup = _Setup(cell, reverse, bptt, scope, donate)
+    if io_dtype != xp.dtype:
+        setup.mm_dtype = io_dtype
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (xp, W, b, *init, *params))
     # float32 compute stays float32 under a CPU bf16 autocast (the upcast case above)
