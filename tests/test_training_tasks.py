@@ -121,8 +121,33 @@ def test_text_task_split_streams_and_carry() -> None:
     x0, y0 = task.batch(0).inputs, task.batch(0).targets
     assert torch.equal(x0[:, 1:], y0[:, :-1])
     assert not task.batch(0).carry_state and task.batch(1).carry_state
-    assert torch.equal(task.batch(per_epoch).inputs, x0) and task.batch(per_epoch).carry_state  # across epochs too
+    # a new epoch restarts every stream from zero: the text does not continue across the wrap
+    assert torch.equal(task.batch(per_epoch).inputs, x0) and not task.batch(per_epoch).carry_state
     assert torch.equal(task.batch(1).inputs[:, 0], y0[:, -1])  # row b of chunk 1 continues row b of chunk 0
+
+
+def test_text_state_resets_are_seeded_rare_and_zero_the_chosen_streams() -> None:
+    """state_reset: each stream's carried state restarts from zero with that chance per chunk."""
+    config = make_config("text", overrides={"batch_size": 64, "bptt": 4, "state_reset": 0.05, "seed": 3})
+    task = TextTask(config, text=TEXT * 4)
+    keeps = torch.stack([task.batch(s).keep_state for s in range(1, 201) if task.batch(s).keep_state is not None])
+    share = 1.0 - float(keeps.mean())
+    assert 0.03 < share < 0.07  # ~5% of 64 x 200 stream-chunks (binomial sd 0.0019)
+    assert torch.equal(task.batch(7).keep_state, TextTask(config, text=TEXT * 4).batch(7).keep_state)  # seeded
+    assert task.batch(0).keep_state is None  # the first chunk starts from zero anyway
+    assert make_config("text").state_reset == 0.05 and make_config("sine").state_reset == 0.0
+    off = TextTask(make_config("text", overrides={"batch_size": 64, "bptt": 4, "state_reset": 0.0}), text=TEXT * 4)
+    assert off.batch(5).keep_state is None
+
+    model = task.build_model()
+    batch = task.batch(next(s for s in range(1, 200) if float(task.batch(s).keep_state.min()) == 0.0))
+    zero_rows = batch.keep_state == 0
+    state = tuple(torch.randn(2, 64, config.hidden_size) for _ in range(2))
+    _, new = task.loss(model.eval(), batch, state)
+    fresh = model(batch.inputs)[1]
+    for got, want in zip(new, fresh):  # a reset stream continues exactly as one started from zero
+        torch.testing.assert_close(got[:, zero_rows], want[:, zero_rows], rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(got[:, ~zero_rows], want[:, ~zero_rows], atol=1e-3)
 
 
 def test_text_shards_are_disjoint_and_contiguous() -> None:

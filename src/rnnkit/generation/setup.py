@@ -84,11 +84,19 @@ def _not_a_language_model(checkpoint: Checkpoint, why: str) -> ValueError:
 
 def from_checkpoint(checkpoint: str | os.PathLike[str] | Checkpoint, *, grammar: str | None = None,
                     constrained: bool = False, device: str = "cpu") -> tuple[Generator, DecodingTask]:
-    """The Generator and task of a checkpoint folder (or an already loaded ``Checkpoint``).
+    """The Generator and task of a checkpoint folder, a run folder of ``rnnkit train`` (its
+    ``checkpoint/``), or an already loaded ``Checkpoint``.
 
     Raises ``CheckpointError`` for a damaged folder and ValueError for a model that does not
     generate, naming what was found.
     """
+    if not isinstance(checkpoint, Checkpoint):
+        from pathlib import Path
+
+        from rnnkit.training.run_state import CHECKPOINT_DIR, is_run_dir
+
+        path = Path(checkpoint)
+        checkpoint = path / CHECKPOINT_DIR if is_run_dir(path) else path
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, device=device)
     if grammar is not None and grammar not in GRAMMARS:
         raise bad_argument("grammar", f"one of {', '.join(GRAMMARS)}", grammar, "pick the grammar the model learned")

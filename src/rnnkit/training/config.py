@@ -83,6 +83,8 @@ class TrainConfig:
     # budgets and batches
     batch_size: int = 16  # sequences (or parallel text streams) per step
     bptt: int = 128  # text: time steps per truncated-BPTT chunk (the state is carried across chunks)
+    state_reset: float = 0.0  # text: chance per stream and chunk that the carried state restarts from zero,
+    # so the model also learns to read from a zero state at any point of the text (where sampling starts)
     steps: int | None = 2000  # at most this many optimiser steps; None: no step limit
     epochs: float | None = None  # text: at most this many passes over the training text; None: no limit
     time_budget: float | None = None  # seconds of wall time for the run; None: no limit
@@ -116,6 +118,7 @@ class TrainConfig:
         _number("momentum", self.momentum, low=0.0, high=1.0)
         _number("weight_decay", self.weight_decay, low=0.0)
         _number("dropout", self.dropout, low=0.0, high=1.0)
+        _number("state_reset", self.state_reset, low=0.0, high=1.0)
         _number("min_lr_ratio", self.min_lr_ratio, low=0.0, high=1.0, high_closed=True)
         _number("val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True)
         _number("checkpoint_interval", self.checkpoint_interval, low=0.0)
@@ -195,7 +198,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # Shakespeare in 10 minutes on 2 cores, which beat 2 x 512 in fp32 (7 epochs, val 1.60) at equal time
     "text": dict(hidden_size=384, num_layers=2, dropout=0.2, embedding_size=128, lr=3e-3, clip_norm=1.0,
                  warmup_steps=100, decay="cosine", min_lr_ratio=0.05, batch_size=64, bptt=128, steps=None,
-                 time_budget=300.0, eval_every=250, stop_when_solved=False, precision="auto"),
+                 time_budget=300.0, eval_every=250, stop_when_solved=False, precision="auto", state_reset=0.05),
     "sine": dict(hidden_size=32, lr=1e-2, batch_size=32, seq_len=50, steps=600, eval_every=50, eval_size=256,
                  stop_when_solved=False),
     "adding": dict(hidden_size=64, lr=1e-2, clip_norm=1.0, batch_size=64, seq_len=100, steps=3000,

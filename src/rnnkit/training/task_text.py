@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from rnnkit.data import CharCorpus, TextStream, Vocab
 from rnnkit.models import LanguageModel, LanguageModelConfig, RNNConfig
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.tasks import Batch, Task, unwrap
+from rnnkit.training.tasks import Batch, Task, step_seed, unwrap
 
 __all__ = ["TextTask", "stream_loss"]
 
@@ -133,9 +133,18 @@ class TextTask(Task):
     def batch(self, step: int) -> Batch:
         chunk = step % len(self.stream)
         x, y = self.stream[chunk]  # (B, T) each
-        return Batch(inputs=x, targets=y, mask=None, sequences=x.shape[0], tokens=x.numel(), carry_state=step > 0)
+        keep = None
+        if chunk > 0 and self.config.state_reset > 0:  # seeded by (seed, rank, step): exact resume
+            gen = torch.Generator().manual_seed(step_seed("text-reset", self.config.seed, self.rank, step))
+            keep = (torch.rand(x.shape[0], generator=gen) >= self.config.state_reset).float()  # (B,)
+        # each epoch starts every stream from a zero state (the text does not continue across the wrap)
+        return Batch(inputs=x, targets=y, mask=None, sequences=x.shape[0], tokens=x.numel(), carry_state=chunk > 0,
+                     keep_state=keep)
 
     def loss(self, model: nn.Module, batch: Batch, state: Any = None) -> tuple[Tensor, Any]:
+        if batch.carry_state and state is not None and batch.keep_state is not None:
+            keep = batch.keep_state.view(1, -1, 1)  # (1, B, 1) over the (L, B, H) state
+            state = tuple(s * keep for s in state) if isinstance(state, tuple) else state * keep
         logits, state = model(batch.inputs, state if batch.carry_state else None)  # (B, T, V)
         net = unwrap(model)
         loss = net.loss(logits, batch.targets)

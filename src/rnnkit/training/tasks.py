@@ -46,6 +46,7 @@ class Batch:
     sequences: int  # sequences in the batch (words, streams, examples)
     tokens: int  # real time steps in the batch
     carry_state: bool = False  # text: continue the recurrent state of the previous step (stateful TBPTT)
+    keep_state: Tensor | None = None  # text: (B,) float, 0 where a stream's carried state restarts from zero
 
 
 def step_seed(*parts: object) -> int:
