@@ -87,7 +87,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     L, P, I = ctypes.c_long, ctypes.c_void_p, ctypes.c_int
     lib.elman_fwd.argtypes = [L, L, L, I, I, P, P, P, P]
     lib.elman_bwd.argtypes = [L, L, L, I, I, P, P, P, P, P, P]
-    lib.lstm_fwd.argtypes = [L, L, L, I, P, P, P, P, P]
+    lib.lstm_fwd.argtypes = [L, L, L, I, P, P, P, P, P, P]
     lib.lstm_bwd.argtypes = [L, L, L, I, P, P, P, P, P, P, P, P, P]
     lib.gru_fwd.argtypes = [L, L, L, I, P, P, P, P, P, P]
     lib.gru_bwd.argtypes = [L, L, L, I, P, P, P, P, P, P, P, P, P]
@@ -160,8 +160,9 @@ class NativeLSTMKernel(_Native, Kernel):
 
     def run_forward(self, m: Tensor | None) -> None:
         T, B, G = self.X.shape
-        self.lib.lstm_fwd(T, B, G // 4, int(self.reverse), ptr(self.X), ptr(self.W), ptr(self.states[0]),
-                          ptr(self.states[1]), ptr(m))
+        scratch = self.X.new_empty(B, G)  # h W^T of one step
+        self.lib.lstm_fwd(T, B, G // 4, int(self.reverse), ptr(self.X), ptr(scratch), ptr(self.W),
+                          ptr(self.states[0]), ptr(self.states[1]), ptr(m))
 
     def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None,
                      reuse: bool = False) -> list[Tensor]:

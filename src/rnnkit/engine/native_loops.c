@@ -101,36 +101,101 @@ void elman_bwd(long T, long B, long H, int rev, int act, const float *W, const f
     }
 }
 
-/* ------------------------------------------------------------------ LSTM, gates (i, f, g, o) */
-void lstm_fwd(long T, long B, long H, int rev, float *X, const float *W, float *Sh, float *Sc, const float *M) {
+/* ------------------------------------------------------------------ one batch row of one step
+ * The pointwise math of each cell, shared by the whole-sequence loops (B <= MAX_BATCH, masks
+ * handled here) and the per-step entry points of the hybrid kernels (masks handled by the
+ * Python driver, so real == 1 and the gradients of the outputs are already added: gy == NULL).
+ * Calls with constant arguments are inlined and folded. */
+
+/* LSTM, gates (i, f, g, o). x + q: the pre-activations (x the projected input with the bias
+ * folded in, q = h W^T); r: the activations, may be x itself. A padded row carries c and h. */
+static inline void lstm_row_fwd(long H, const float *x, const float *q, float *r, const float *cp, float *cn,
+                                const float *hp, float *hn, int real) {
+    const long G = 4 * H;
+#pragma omp simd
+    for (long j = 0; j < 2 * H; ++j) r[j] = sigm(x[j] + q[j]);
+#pragma omp simd
+    for (long j = 2 * H; j < 3 * H; ++j) r[j] = tnh(x[j] + q[j]);
+#pragma omp simd
+    for (long j = 3 * H; j < G; ++j) r[j] = sigm(x[j] + q[j]);
+#pragma omp simd
+    for (long j = 0; j < H; ++j) {
+        const float c = r[H + j] * cp[j] + r[j] * r[2 * H + j];
+        cn[j] = real ? c : cp[j];
+        hn[j] = real ? r[3 * H + j] * tnh(c) : hp[j];
+    }
+}
+
+/* d(h_t) = dh + gyh, d(c_t) = dc + gyc (gy may be NULL) -> d(pre-activations) in q (which may be
+ * r itself); dc leaves holding d(c_{t-1})'s direct part. tanh(c_t) is recomputed from the stored
+ * cell state rather than kept: one buffer less. */
+static inline void lstm_row_bwd(long H, const float *r, const float *cp, const float *cn, const float *gyh,
+                                const float *gyc, const float *dh, float *dc, float *q) {
+#pragma omp simd
+    for (long j = 0; j < H; ++j) {
+        const float gh = dh[j] + (gyh ? gyh[j] : 0.0f);
+        const float ig = r[j], fg = r[H + j], gg = r[2 * H + j], og = r[3 * H + j], th = tnh(cn[j]);
+        const float gc = dc[j] + (gyc ? gyc[j] : 0.0f) + gh * og * (1.0f - th * th);
+        q[j] = gc * gg * ig * (1.0f - ig);
+        q[H + j] = gc * cp[j] * fg * (1.0f - fg);
+        q[2 * H + j] = gc * ig * (1.0f - gg * gg);
+        q[3 * H + j] = gh * th * og * (1.0f - og);
+        dc[j] = gc * fg;
+    }
+}
+
+/* GRU, reset-after, gates (r, z, n). r: the projected input row, overwritten with the
+ * activations; q = h W^T + b_hh. A padded row carries h. */
+static inline void gru_row_fwd(long H, float *r, const float *q, const float *hp, float *hn, int real) {
+#pragma omp simd
+    for (long j = 0; j < 2 * H; ++j) r[j] = sigm(r[j] + q[j]);
+#pragma omp simd
+    for (long j = 0; j < H; ++j) {
+        const float n = tnh(r[2 * H + j] + r[j] * q[2 * H + j]);
+        r[2 * H + j] = n;
+        hn[j] = real ? n + r[H + j] * (hp[j] - n) : hp[j];
+    }
+}
+
+/* d(h_t) = dh + gy (gy may be NULL) -> d(x-row) in p and d(hw) in pw; dh leaves holding the
+ * direct part of d(h_{t-1}). p may be r and pw may be q: each value is read before its slot is
+ * written. */
+static inline void gru_row_bwd(long H, const float *r, const float *q, const float *hp, const float *gy, float *dh,
+                               float *p, float *pw) {
+#pragma omp simd
+    for (long j = 0; j < H; ++j) {
+        const float g = dh[j] + (gy ? gy[j] : 0.0f);
+        const float rg = r[j], zg = r[H + j], n = r[2 * H + j];
+        const float dn = g * (1.0f - zg) * (1.0f - n * n);
+        const float dz = g * (hp[j] - n) * zg * (1.0f - zg);
+        const float dr = dn * q[2 * H + j] * rg * (1.0f - rg);
+        p[j] = dr; p[H + j] = dz; p[2 * H + j] = dn;
+        pw[j] = dr; pw[H + j] = dz; pw[2 * H + j] = dn * rg;
+        dh[j] = g * zg;
+    }
+}
+
+#define REAL(t, b) (M ? M[(t) * B + (b)] != 0.0f : 1)
+#define ROW(buf, t, b, width) ((buf) ? (buf) + ((t) * B + (b)) * (width) : NULL)
+
+/* ------------------------------------------------------------------ LSTM, whole sequence */
+/* HW: (B, 4H) scratch for h W^T. */
+void lstm_fwd(long T, long B, long H, int rev, float *X, float *HW, const float *W, float *Sh, float *Sc,
+              const float *M) {
     const long G = 4 * H;
     for (long k = 0; k < T; ++k) {
         STEP(k)
         float *g = X + t * B * G;
         const float *hp = Sh + sb * B * H, *cp = Sc + sb * B * H;
         float *hn = Sh + sa * B * H, *cn = Sc + sa * B * H;
-        matvec_acc(B, G, H, hp, W, g);
-        for (long b = 0; b < B; ++b) {
-            float *r = g + b * G;
-            const int real = M ? M[t * B + b] != 0.0f : 1;
-#pragma omp simd
-            for (long j = 0; j < 2 * H; ++j) r[j] = sigm(r[j]);
-#pragma omp simd
-            for (long j = 2 * H; j < 3 * H; ++j) r[j] = tnh(r[j]);
-#pragma omp simd
-            for (long j = 3 * H; j < G; ++j) r[j] = sigm(r[j]);
-#pragma omp simd
-            for (long j = 0; j < H; ++j) {
-                const long i = b * H + j;
-                const float c = r[H + j] * cp[i] + r[j] * r[2 * H + j];
-                cn[i] = real ? c : cp[i];
-                hn[i] = real ? r[3 * H + j] * tnh(c) : hp[i];
-            }
-        }
+        memset(HW, 0, sizeof(float) * B * G);
+        matvec_acc(B, G, H, hp, W, HW);
+        for (long b = 0; b < B; ++b)
+            lstm_row_fwd(H, g + b * G, HW + b * G, g + b * G, cp + b * H, cn + b * H, hp + b * H, hn + b * H,
+                         REAL(t, b));
     }
 }
 
-/* tanh(c_t) is recomputed from the stored cell state rather than kept: one buffer less. */
 void lstm_bwd(long T, long B, long H, int rev, const float *X, const float *W, const float *Sc,
               const float *GYh, const float *GYc, float *dh, float *dc, float *D, const float *M) {
     const long G = 4 * H;
@@ -140,33 +205,19 @@ void lstm_bwd(long T, long B, long H, int rev, const float *X, const float *W, c
         const float *cp = Sc + sb * B * H, *cn = Sc + sa * B * H;
         float *d = D + t * B * G;
         for (long b = 0; b < B; ++b) {
-            const int real = M ? M[t * B + b] != 0.0f : 1;
-            const float *r = a + b * G;
-            float *q = d + b * G;
-            if (!real) {
-                memset(q, 0, sizeof(float) * G);  /* padding: dh, dc pass through, GY is ignored */
+            if (!REAL(t, b)) {
+                memset(d + b * G, 0, sizeof(float) * G);  /* padding: dh, dc pass through, GY is ignored */
                 continue;
             }
-#pragma omp simd
-            for (long j = 0; j < H; ++j) {
-                const long i = b * H + j;
-                const float gh = dh[i] + (GYh ? GYh[t * B * H + i] : 0.0f);
-                float gc = dc[i] + (GYc ? GYc[t * B * H + i] : 0.0f);
-                const float ig = r[j], fg = r[H + j], gg = r[2 * H + j], og = r[3 * H + j], th = tnh(cn[i]);
-                gc += gh * og * (1.0f - th * th);
-                q[j] = gc * gg * ig * (1.0f - ig);
-                q[H + j] = gc * cp[i] * fg * (1.0f - fg);
-                q[2 * H + j] = gc * ig * (1.0f - gg * gg);
-                q[3 * H + j] = gh * th * og * (1.0f - og);
-                dc[i] = gc * fg;
-                dh[i] = 0.0f;
-            }
+            lstm_row_bwd(H, a + b * G, cp + b * H, cn + b * H, ROW(GYh, t, b, H), ROW(GYc, t, b, H), dh + b * H,
+                         dc + b * H, d + b * G);
+            memset(dh + b * H, 0, sizeof(float) * H);  /* d(h_{t-1}) comes only through the matmul */
         }
         matvec_t_acc(B, G, H, d, W, dh);
     }
 }
 
-/* ------------------------------------------------------------------ GRU (reset-after), gates (r, z, n) */
+/* ------------------------------------------------------------------ GRU, whole sequence */
 void gru_fwd(long T, long B, long H, int rev, float *X, float *HW, const float *W, const float *bhh, float *S,
              const float *M) {
     const long G = 3 * H;
@@ -180,20 +231,8 @@ void gru_fwd(long T, long B, long H, int rev, float *X, float *HW, const float *
             else memset(hw + b * G, 0, sizeof(float) * G);
         }
         matvec_acc(B, G, H, hp, W, hw);
-        for (long b = 0; b < B; ++b) {
-            float *r = x + b * G;
-            const float *q = hw + b * G;
-            const int real = M ? M[t * B + b] != 0.0f : 1;
-#pragma omp simd
-            for (long j = 0; j < 2 * H; ++j) r[j] = sigm(r[j] + q[j]);
-#pragma omp simd
-            for (long j = 0; j < H; ++j) {
-                const long i = b * H + j;
-                const float n = tnh(r[2 * H + j] + r[j] * q[2 * H + j]);
-                r[2 * H + j] = n;
-                hn[i] = real ? n + r[H + j] * (hp[i] - n) : hp[i];
-            }
-        }
+        for (long b = 0; b < B; ++b)
+            gru_row_fwd(H, x + b * G, hw + b * G, hp + b * H, hn + b * H, REAL(t, b));
     }
 }
 
@@ -205,57 +244,27 @@ void gru_bwd(long T, long B, long H, int rev, const float *X, const float *HW, c
         const float *a = X + t * B * G, *hw = HW + t * B * G, *hp = S + sb * B * H;
         float *d = D + t * B * G, *dw = DHW + t * B * G;
         for (long b = 0; b < B; ++b) {
-            const int real = M ? M[t * B + b] != 0.0f : 1;
-            const float *r = a + b * G, *q = hw + b * G;
-            float *p = d + b * G, *pw = dw + b * G;
-            if (!real) {
-                memset(p, 0, sizeof(float) * G);
-                memset(pw, 0, sizeof(float) * G);  /* padding: dh passes through, GY is ignored */
+            if (!REAL(t, b)) {
+                memset(d + b * G, 0, sizeof(float) * G);
+                memset(dw + b * G, 0, sizeof(float) * G);  /* padding: dh passes through, GY is ignored */
                 continue;
             }
-#pragma omp simd
-            for (long j = 0; j < H; ++j) {
-                const long i = b * H + j;
-                const float g = dh[i] + (GY ? GY[t * B * H + i] : 0.0f);
-                const float rg = r[j], zg = r[H + j], n = r[2 * H + j];
-                const float dn = g * (1.0f - zg) * (1.0f - n * n);
-                const float dz = g * (hp[i] - n) * zg * (1.0f - zg);
-                const float dr = dn * q[2 * H + j] * rg * (1.0f - rg);
-                p[j] = dr; p[H + j] = dz; p[2 * H + j] = dn;
-                pw[j] = dr; pw[H + j] = dz; pw[2 * H + j] = dn * rg;
-                dh[i] = g * zg;
-            }
+            gru_row_bwd(H, a + b * G, hw + b * G, hp + b * H, ROW(GY, t, b, H), dh + b * H, d + b * G, dw + b * G);
         }
         matvec_t_acc(B, G, H, dw, W, dh);
     }
 }
 
-/* ------------------------------------------------------------------ one step's pointwise part
+/* ------------------------------------------------------------------ one step, hybrid kernels
  * For batches too large for the C matvec: the caller runs the recurrent matmul on oneDNN and
- * these run everything between the matmuls, one call per step instead of ~10 torch ops.
- * Masks, gradient taps, clipping and truncation stay with the Python driver. */
+ * these run everything between the matmuls, one call per step instead of ~10 torch ops. */
 
 /* x: the projected input row (B, 4H), bias folded in; hw = h W^T (B, 4H); a: the activations
  * (B, 4H), may be x itself; cp: c_{t-1}; writes c_t and h_t. */
 void lstm_pw_fwd(long B, long H, const float *x, const float *hw, float *a, const float *cp, float *cn, float *hn) {
     const long G = 4 * H;
-    for (long b = 0; b < B; ++b) {
-        const float *xr = x + b * G, *q = hw + b * G;
-        float *r = a + b * G;
-#pragma omp simd
-        for (long j = 0; j < 2 * H; ++j) r[j] = sigm(xr[j] + q[j]);
-#pragma omp simd
-        for (long j = 2 * H; j < 3 * H; ++j) r[j] = tnh(xr[j] + q[j]);
-#pragma omp simd
-        for (long j = 3 * H; j < G; ++j) r[j] = sigm(xr[j] + q[j]);
-#pragma omp simd
-        for (long j = 0; j < H; ++j) {
-            const long i = b * H + j;
-            const float c = r[H + j] * cp[i] + r[j] * r[2 * H + j];
-            cn[i] = c;
-            hn[i] = r[3 * H + j] * tnh(c);
-        }
-    }
+    for (long b = 0; b < B; ++b)
+        lstm_row_fwd(H, x + b * G, hw + b * G, a + b * G, cp + b * H, cn + b * H, cp + b * H, hn + b * H, 1);
 }
 
 /* a: the step's activations; dh, dc: d(h_t), d(c_t) (masked, output gradients added). Writes
@@ -263,62 +272,22 @@ void lstm_pw_fwd(long B, long H, const float *x, const float *hw, float *a, cons
 void lstm_pw_bwd(long B, long H, const float *a, const float *cp, const float *cn, const float *dh, float *dc,
                  float *d) {
     const long G = 4 * H;
-    for (long b = 0; b < B; ++b) {
-        const float *r = a + b * G;
-        float *q = d + b * G;
-#pragma omp simd
-        for (long j = 0; j < H; ++j) {
-            const long i = b * H + j;
-            const float gh = dh[i];
-            const float ig = r[j], fg = r[H + j], gg = r[2 * H + j], og = r[3 * H + j], th = tnh(cn[i]);
-            const float gc = dc[i] + gh * og * (1.0f - th * th);
-            q[j] = gc * gg * ig * (1.0f - ig);
-            q[H + j] = gc * cp[i] * fg * (1.0f - fg);
-            q[2 * H + j] = gc * ig * (1.0f - gg * gg);
-            q[3 * H + j] = gh * th * og * (1.0f - og);
-            dc[i] = gc * fg;
-        }
-    }
+    for (long b = 0; b < B; ++b)
+        lstm_row_bwd(H, a + b * G, cp + b * H, cn + b * H, NULL, NULL, dh + b * H, dc + b * H, d + b * G);
 }
 
-/* GRU, reset-after, gates (r, z, n). x: the projected input row (B, 3H), overwritten with the
- * activations; hw = h W^T + b_hh, copied to keep (the backward needs hw_n) unless keep == hw. */
+/* x: the projected input row (B, 3H), overwritten with the activations; hw = h W^T + b_hh,
+ * copied to keep (the backward needs hw_n) unless keep == hw. */
 void gru_pw_fwd(long B, long H, float *x, const float *hw, float *keep, const float *hp, float *hn) {
     const long G = 3 * H;
     if (keep != hw) memcpy(keep, hw, sizeof(float) * B * G);
-    for (long b = 0; b < B; ++b) {
-        float *r = x + b * G;
-        const float *q = hw + b * G;
-#pragma omp simd
-        for (long j = 0; j < 2 * H; ++j) r[j] = sigm(r[j] + q[j]);
-#pragma omp simd
-        for (long j = 0; j < H; ++j) {
-            const long i = b * H + j;
-            const float n = tnh(r[2 * H + j] + r[j] * q[2 * H + j]);
-            r[2 * H + j] = n;
-            hn[i] = n + r[H + j] * (hp[i] - n);
-        }
-    }
+    for (long b = 0; b < B; ++b) gru_row_fwd(H, x + b * G, hw + b * G, hp + b * H, hn + b * H, 1);
 }
 
 /* dh: d(h_t) in, the direct part of d(h_{t-1}) out. Writes d(x-row) to d and d(hw) to dhw; d may
- * be a, dhw may be hw (each value is read before its slot is written). */
+ * be a, dhw may be hw. */
 void gru_pw_bwd(long B, long H, const float *a, const float *hw, const float *hp, float *dh, float *d, float *dhw) {
     const long G = 3 * H;
-    for (long b = 0; b < B; ++b) {
-        const float *r = a + b * G, *q = hw + b * G;
-        float *p = d + b * G, *pw = dhw + b * G;
-#pragma omp simd
-        for (long j = 0; j < H; ++j) {
-            const long i = b * H + j;
-            const float g = dh[i];
-            const float rg = r[j], zg = r[H + j], n = r[2 * H + j], hwn = q[2 * H + j];
-            const float dn = g * (1.0f - zg) * (1.0f - n * n);
-            const float dz = g * (hp[i] - n) * zg * (1.0f - zg);
-            const float dr = dn * hwn * rg * (1.0f - rg);
-            p[j] = dr; p[H + j] = dz; p[2 * H + j] = dn;
-            pw[j] = dr; pw[H + j] = dz; pw[2 * H + j] = dn * rg;
-            dh[i] = g * zg;
-        }
-    }
+    for (long b = 0; b < B; ++b)
+        gru_row_bwd(H, a + b * G, hw + b * G, hp + b * H, NULL, dh + b * H, d + b * G, dhw + b * G);
 }

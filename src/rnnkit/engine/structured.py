@@ -32,21 +32,19 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
 from rnnkit.cells.base import Scan
 from rnnkit.cells.structured import Structured
 from rnnkit.engine.bptt import BPTT
 from rnnkit.engine.gemm import mm_tn
 from rnnkit.engine.kernels import Kernel, extra_params, make_kernel
-from rnnkit.engine.native import make_hybrid_kernel, make_native_kernel
+from rnnkit.engine.native import library, make_hybrid_kernel, make_native_kernel
 
 __all__ = ["can_run_structured", "scan_structured"]
 
 
 def _upcast(cell: Structured, xp: Tensor) -> bool:
     """True for a bfloat16 CPU call of a built-in cell that the float32 C kernels serve."""
-    from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
-    from rnnkit.engine.native import library
-
     kind = type(cell)
     return (xp.dtype == torch.bfloat16 and xp.device.type == "cpu" and kind in (ElmanCell, GRUCell, LSTMCell)
             and not getattr(cell, "peepholes", False) and library() is not None)
