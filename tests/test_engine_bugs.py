@@ -243,9 +243,10 @@ def test_single_step_mask_equals_one_step_scan():
     x, h0, c0 = torch.randn(3, 12), torch.randn(3, 3), torch.randn(3, 3)
     mask = torch.tensor([True, False, True])
     h, c = cell(x, h=h0, c=c0, mask=mask, iterate=False)
-    scan = cell.scan(x.unsqueeze(1), mask=mask.unsqueeze(1), initial_states={"h": h0, "c": c0})
-    torch.testing.assert_close(h, scan.final["h"], atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(c, scan.final["c"], atol=1e-6, rtol=1e-6)
+    scan = cell.scan(x.unsqueeze(1), initial_states={"h": h0, "c": c0})  # a scan refuses all-padded rows
+    for got, ran, start in ((h, scan.final["h"], h0), (c, scan.final["c"], c0)):
+        torch.testing.assert_close(got[mask], ran[mask], atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(got[~mask], start[~mask], atol=0, rtol=0)
 
 
 def test_single_step_mask_bad_shape_is_a_clear_error():
@@ -335,3 +336,66 @@ def test_cell_scan_with_weight_norm_trains_twice():
         cell.zero_grad()
         cell.scan(x).final["h"].sum().backward()
         assert cell.weight_v.grad is not None and cell.weight_v.grad.abs().max() > 0
+
+
+@pytest.mark.parametrize("B", [3, 12], ids=["C-loop", "hybrid"])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_double_backward_float32_large_batches_match_torch_nn(kind, B):
+    """Projections with >= 64 rows run on oneDNN (rnnkit.engine.gemm); B above the C loop's
+    limit runs the hybrid kernels. Both backwards must differentiate."""
+    T, F, H = 24, 3, 5
+    module = torch_module(kind, F, H, torch.float32)
+    layer = rnnkit.from_torch(module, engine="generic")
+    x = torch.randn(B, T, F)
+    w_y = torch.randn(B, T, H)
+    ours = _penalty(lambda xx: layer(xx), x, w_y)
+    theirs = _penalty(lambda xx: run_torch(module, xx), x, w_y)
+    torch.testing.assert_close(ours[1], theirs[1], atol=1e-4, rtol=1e-4)
+    for i, (a, b) in enumerate(zip(layer.flat_weights(), torch_weights(module), strict=True)):
+        assert a.grad is not None, f"weight {i}: second-order gradient missing"
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4, msg=lambda m: f"weight {i}: {m}")
+
+
+def test_double_backward_bfloat16_is_close_to_float32():
+    module = torch_module("gru", 3, 4, torch.float32)
+    layer = rnnkit.from_torch(module, engine="generic")
+    x = torch.randn(2, 6, 3)
+    w_y = torch.randn(2, 6, 4)
+    ref = _penalty(lambda xx: layer(xx), x, w_y)
+    ref_grads = [p.grad.clone() for p in layer.flat_weights()]
+    layer.zero_grad()
+    half = layer.to(torch.bfloat16)
+    got = _penalty(lambda xx: half(xx), x.bfloat16(), w_y.bfloat16())
+    torch.testing.assert_close(got[0].float(), ref[0], atol=0.1, rtol=0.05)
+    for a, b in zip(half.flat_weights(), ref_grads, strict=True):
+        assert a.grad is not None
+        torch.testing.assert_close(a.grad.float(), b, atol=0.1, rtol=0.1)
+
+
+def test_double_backward_of_a_donated_projection_without_rebuild_raises():
+    from rnnkit.engine import run_cell
+
+    cell = LSTMCell(3).double()
+    x = torch.randn(4, 2, 12, dtype=torch.float64, requires_grad=True)
+    xp = (x * 1.0).transpose(0, 1)  # (B, T, G) view of a time-major buffer, donated to the engine
+    h0 = torch.zeros(2, 3, dtype=torch.float64)
+    result = run_cell(cell, {"inputs": xp}, {"h": h0, "c": h0}, {}, mask=None, reverse=False, donate=True)
+    g, = torch.autograd.grad(result.final["h"].sum(), x, create_graph=False, retain_graph=True)
+    assert g.abs().max() > 0  # first order is fine
+    with pytest.raises(RuntimeError, match="double backward.*rebuild"):
+        torch.autograd.grad(result.final["h"].pow(2).sum(), x, create_graph=True)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "elman"])
+def test_zero_hidden_size_cells_run_like_torch_nn(name):
+    """torch.nn.LSTMCell(3, 0) and friends are accepted and return (B, 0) states; so are ours."""
+    ours = {"lstm": LSTMCell, "gru": rnnkit.cells.GRUCell, "elman": ElmanCell}[name](0)
+    theirs = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "elman": nn.RNNCell}[name](3, 0)
+    ref = theirs(torch.randn(2, 3))
+    ref = ref[0] if isinstance(ref, tuple) else ref
+    x = torch.randn(2, 5, 0, requires_grad=True)
+    out = ours(x)
+    first = out[0] if isinstance(out, tuple) else out
+    assert first.shape == (2, 5, *ref.shape[1:]) == (2, 5, 0)
+    first.sum().backward()
+    assert x.grad.shape == (2, 5, 0)

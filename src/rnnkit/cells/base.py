@@ -185,20 +185,48 @@ class Recurrent(nn.Module):
 
         With ``iterate=False`` it computes a single step instead (Blocks' semantics): the
         sequences are then (B, *shape) and missing states start from their initial value.
+        ``mask`` (B,) bool then marks the rows that step: the others keep their state, and
+        their other outputs are zero, as at a padded step of a scan.
         """
         if not iterate:
-            seqs, states0, ctx = self._bind(sequences, named, None, None)
-            batch = next(iter(seqs.values()))
-            for name in self.states:
-                if name not in states0:
-                    states0[name] = self.initial_state(name, batch.shape[0], batch)
-            return self.step(**seqs, **states0, **ctx)
-        result = self.scan(
-            *sequences, mask=mask, lengths=lengths, reverse=reverse,
-            return_initial_states=return_initial_states, bptt=bptt, engine=engine, **named,
+            return self._single_step(sequences, named, mask)
+        from rnnkit.engine import scan as engine_scan
+
+        seqs, states0, ctx = self._bind(sequences, named, None, None)
+        result = engine_scan(  # the call already ran the forward pre-hooks
+            self, seqs, initial_states=states0, contexts=ctx, mask=mask, lengths=lengths,
+            reverse=reverse, return_initial_states=return_initial_states, bptt=bptt,
+            engine=engine, run_hooks=False,
         )
         outs = tuple(result.outputs[name] for name in self.output_names)
         return outs[0] if len(outs) == 1 else outs
+
+    def _single_step(
+        self, sequences: tuple[Tensor, ...], named: Mapping[str, Tensor], mask: Tensor | None
+    ) -> Tensor | tuple[Tensor, ...]:
+        """One step (``iterate=False``); rows where ``mask`` (B,) is False keep their state."""
+        seqs, states0, ctx = self._bind(sequences, named, None, None)
+        batch = next(iter(seqs.values()))
+        B = batch.shape[0]
+        for name in self.states:
+            if name not in states0:
+                states0[name] = self.initial_state(name, B, batch)
+        result = self.step(**seqs, **states0, **ctx)
+        if mask is None:
+            return result
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            raise bad_argument("mask", "a bool tensor (B,), True where a row takes the step", mask,
+                               "pass e.g. lengths > t for step t")
+        if tuple(mask.shape) != (B,):
+            raise bad_argument("mask", f"shape (B,) = ({B},) for a single step", mask,
+                               "pass one flag per batch row (a scan takes a (B, T) mask)")
+        outs = self.pack_outputs(result)
+        kept = []
+        for name, value in zip(self.output_names, outs):
+            m = mask.to(value.device).view(-1, *([1] * (value.dim() - 1)))  # (B, 1, ...)
+            old = states0[name] if name in self.states else value.new_zeros(())
+            kept.append(torch.where(m, value, old))
+        return kept[0] if len(kept) == 1 else tuple(kept)
 
     def _bind(
         self,

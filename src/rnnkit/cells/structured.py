@@ -47,8 +47,9 @@ class Structured(Recurrent):
         learn_initial_state: bool = False,  # False: zero initial states unless given
     ) -> None:
         super().__init__()
-        if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size <= 0:
-            raise bad_argument("hidden_size", "a positive int", hidden_size, "pass e.g. hidden_size=128")
+        if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size < 0:
+            raise bad_argument("hidden_size", "an int >= 0 (0, as torch.nn.LSTMCell allows)", hidden_size,
+                               "pass e.g. hidden_size=128")
         self.hidden_size = hidden_size
         width = self.gates * hidden_size
         self.weight = nn.Parameter(torch.empty(width, hidden_size))  # (G*H, H)

@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from torch import Tensor
 
@@ -14,12 +14,14 @@ from rnnkit.cells.base import Recurrent, Scan
 from rnnkit.engine.bptt import BPTT, GradientTap
 from rnnkit.engine.dispatch import ENGINES, choose
 from rnnkit.engine.generic import scan_stepwise
+from rnnkit.engine.hooks import run_pre_hooks
 from rnnkit.engine.structured import can_run_structured, scan_structured
 from rnnkit.engine.masks import flip_padded, lengths_to_mask, mask_to_lengths, resolve_mask
 from rnnkit.errors import bad_argument
 
 __all__ = [
-    "BPTT", "ENGINES", "GradientTap", "Scan", "flip_padded", "lengths_to_mask", "mask_to_lengths", "run_cell", "scan",
+    "BPTT", "ENGINES", "GradientTap", "Scan", "flip_padded", "lengths_to_mask", "mask_to_lengths", "run_cell",
+    "run_pre_hooks", "scan",
 ]
 
 
@@ -36,9 +38,15 @@ def scan(
     bptt: BPTT | None = None,
     engine: str = "auto",
     scope: str = "",
+    run_hooks: bool = True,
 ) -> Scan:
-    """Validate the arguments and run ``cell`` over time. See :meth:`Recurrent.scan`."""
+    """Validate the arguments and run ``cell`` over time. See :meth:`Recurrent.scan`.
+
+    ``run_hooks`` runs the cell's forward pre-hooks first (``cell(...)`` has already run them).
+    """
     name = type(cell).__name__
+    if run_hooks:
+        run_pre_hooks(cell)
     choose(engine, "a single-cell scan (the fused backend serves rnnkit.RNN/LSTM/GRU layers)", name)
     if bptt is not None and not isinstance(bptt, BPTT):
         raise bad_argument("bptt", "None or an rnnkit.engine.BPTT", bptt, "pass bptt=BPTT(truncate=..., ...)")
@@ -64,18 +72,20 @@ def run_cell(
     bptt: BPTT | None = None,
     scope: str = "",
     donate: bool = False,
+    rebuild: Callable[[], Tensor] | None = None,
 ) -> Scan:
     """Run already-validated arguments on the generic backend (layers call this directly).
 
     ``donate=True`` lets the engine reuse the memory of ``sequences["inputs"]`` (a layer's own
-    input projection, which nothing else reads).
+    input projection, which nothing else reads); ``rebuild()`` recomputes its values (without a
+    graph), which a double backward needs. Without it a double backward of a donated call raises.
 
-    Structured cells take the fast loop of ``rnnkit.engine.structured``; any other cell runs
-    step by step under autograd (``rnnkit.engine.generic``).
+    Structured cells take the fast loop of ``rnnkit.engine.structured``; any other cell, and an
+    empty batch, runs step by step under autograd (``rnnkit.engine.generic``).
     """
-    if can_run_structured(cell, contexts):
+    if can_run_structured(cell, contexts) and next(iter(sequences.values())).numel() > 0:
         return scan_structured(cell, sequences["inputs"], dict(states), mask, reverse,
-                               return_initial_states, bptt or BPTT(), scope, donate=donate)
+                               return_initial_states, bptt or BPTT(), scope, donate=donate, rebuild=rebuild)
     return scan_stepwise(
         cell, sequences, states, contexts, mask=mask, reverse=reverse,
         return_initial_states=return_initial_states, bptt=bptt, scope=scope,

@@ -68,6 +68,10 @@ class _Linear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         x, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: oneDNN's op has no derivative, use plain mm
+            return (dy.mm(weight) if ctx.needs_input_grad[0] else None,
+                    dy.t().mm(x) if ctx.needs_input_grad[1] else None,
+                    dy.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None)
         dx = mm_nt(dy, weight.t()) if ctx.needs_input_grad[0] else None  # (M, K)
         dw = mm_tn(dy, x) if ctx.needs_input_grad[1] else None  # (N, K)
         db = dy.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None

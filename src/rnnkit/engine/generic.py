@@ -6,7 +6,7 @@ path in ``rnnkit.engine.structured``; this one is also its reference in the test
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -15,6 +15,8 @@ from rnnkit.cells.base import Recurrent, Scan
 from rnnkit.engine.bptt import BPTT
 
 __all__ = ["scan_stepwise"]
+
+StepFn = Callable[..., "Tensor | tuple[Tensor, ...]"]
 
 
 def _bcast(mask_t: Tensor, like: Tensor) -> Tensor:
@@ -31,8 +33,12 @@ def scan_stepwise(
     return_initial_states: bool = False,
     bptt: BPTT | None = None,
     scope: str = "",
+    step: StepFn | None = None,
 ) -> Scan:
     """Run ``cell`` over the time axis of ``sequences`` (each (B, T, *)), step by step.
+
+    ``step`` replaces ``cell.step`` (same keyword arguments); the double backward of the
+    structured loop passes one that takes the recurrent weight as an explicit tensor.
 
     ``mask`` (B, T) bool marks real steps. ``reverse`` iterates t = T-1 .. 0; with right
     padding that equals running each sequence flipped over its own length. Outputs come back in
@@ -44,6 +50,7 @@ def scan_stepwise(
     first = next(iter(sequences.values()))
     T = first.shape[1]
     order = range(T - 1, -1, -1) if reverse else range(T)
+    step = step or cell.step
     per_step = {name: list(seq.unbind(1)) for name, seq in sequences.items()}  # T x (B, *)
     masks = mask.unbind(1) if mask is not None else None  # T x (B,)
     state = dict(initial_states)
@@ -65,7 +72,7 @@ def scan_stepwise(
                 state = {n: torch.where(_bcast(cut, v), v.detach(), v) for n, v in state.items()}
             done += 1 if real is None else real.to(torch.int64)
         inputs = {name: steps[t] for name, steps in per_step.items()}
-        result = cell.pack_outputs(cell.step(**inputs, **state, **contexts))
+        result = cell.pack_outputs(step(**inputs, **state, **contexts))
         step_out = dict(zip(names, result))
         m = masks[t] if masks is not None else None
         if m is not None:  # padded step: the state carries over

@@ -30,12 +30,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
 from rnnkit.cells.base import Scan
 from rnnkit.cells.structured import Structured
 from rnnkit.engine.bptt import BPTT
+from rnnkit.engine.double import recompute_backward
 from rnnkit.engine.gemm import mm_tn
 from rnnkit.engine.kernels import Kernel, extra_params, make_kernel
 from rnnkit.engine.native import library, make_hybrid_kernel, make_native_kernel
@@ -73,8 +73,11 @@ def can_run_structured(cell: Any, contexts: dict[str, Tensor]) -> bool:
 class _Setup:
     """The per-call constants the forward hands to the backward."""
 
-    def __init__(self, cell: Structured, reverse: bool, bptt: BPTT, scope: str, donate: bool) -> None:
+    def __init__(self, cell: Structured, reverse: bool, bptt: BPTT, scope: str, donate: bool,
+                 rebuild: Any = None) -> None:
         self.cell, self.reverse, self.bptt, self.scope, self.donate = cell, reverse, bptt, scope, donate
+        self.rebuild = rebuild  # () -> xp's values once the kernel overwrote them (double backward)
+        self.param_names: tuple[str, ...] = ()
         self.kernel: Kernel | None = None
         self.mm_dtype: torch.dtype | None = None  # bf16: a bf16 call's per-step matmuls (hybrid kernels)
 
@@ -132,12 +135,14 @@ class _StructuredScan(torch.autograd.Function):
         ctx.set_materialize_grads(False)  # unused outputs (often the cell-state sequence) get None, not zeros
         ctx.setup, ctx.m, ctx.n_params, ctx.has_b = setup, m, len(params), b is not None
         ctx.T, ctx.B = xp.shape[1], xp.shape[0]
+        ctx.inputs = (setup, xp, W, b, mask, n_states, *rest)  # for a double backward only
         finals = [rows[-1].clone() for rows in (kernel.bounds(buf) for buf in kernel.states)]  # (B, H)
         return (*_outputs(kernel, mask), *finals)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():  # create_graph=True: differentiate a step-wise recomputation
+            return recompute_backward(ctx.setup, ctx.inputs, ctx.needs_input_grad, grads)
         setup: _Setup = ctx.setup
         kernel = setup.kernel
         S = len(kernel.states)
@@ -237,13 +242,16 @@ def scan_structured(
     bptt: BPTT,
     scope: str,
     donate: bool = False,
+    rebuild: Any = None,
 ) -> Scan:
     """Run a structured cell over xp (B, T, G) with the fast loop. See the module docstring.
 
-    ``donate=True`` lets the engine overwrite ``xp`` (layers pass their own projection).
+    ``donate=True`` lets the engine overwrite ``xp`` (layers pass their own projection);
+    ``rebuild()`` then recomputes its values, for a double backward (``rnnkit.engine.double``).
     """
     init = tuple(states0[name] for name in cell.states)
-    params = tuple(p for _, p in extra_params(cell))
+    named = extra_params(cell)
+    params = tuple(p for _, p in named)
     if bptt.tap is not None:
         for name in cell.states:
             bptt.tap._start(f"{scope}/{name}", xp.shape[1])
@@ -253,10 +261,12 @@ def scan_structured(
         # bfloat16 on CPU: eager bf16 ops are slow and the C loops are float32, so the recurrence
         # runs in float32 (as oneDNN's bf16 LSTM does inside its kernel) and the results are
         # rounded to bfloat16; the casts are differentiable, so gradients come back in bf16.
+        rebuild = xp.float if rebuild is None else (lambda r=rebuild: r().float())
         xp, donate = xp.float(), True  # the copy is the engine's own
         W, b = W.float(), None if b is None else b.float()
         init = tuple(s.float() for s in init)
-    setup = _Setup(cell, reverse, bptt, scope, donate)
+    setup = _Setup(cell, reverse, bptt, scope, donate, rebuild)
+    setup.param_names = tuple(n for n, _ in named)
     if io_dtype != xp.dtype:
         setup.mm_dtype = io_dtype
     needs_grad = torch.is_grad_enabled() and any(

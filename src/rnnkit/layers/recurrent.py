@@ -27,6 +27,7 @@ from rnnkit.engine import BPTT, run_cell
 from rnnkit.engine.dispatch import check_engine, choose
 from rnnkit.engine.fused import run_fused
 from rnnkit.engine.gemm import linear
+from rnnkit.engine.hooks import run_pre_hooks
 from rnnkit.engine.masks import check_lengths, lengths_to_mask, resolve_mask
 from rnnkit.errors import bad_argument, describe
 from rnnkit.init import Initializer, torch_default
@@ -220,9 +221,10 @@ class RecurrentLayer(nn.Module):
         hx = self._check_state(state, B, x)
         if bptt is not None and not isinstance(bptt, BPTT):
             raise bad_argument("bptt", "None or an rnnkit.engine.BPTT", bptt, "pass bptt=BPTT(...)")
+        run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
         backend = choose(self.engine, self.why_not_fused(bptt, prefix, x.dtype), type(self).__name__)
         if backend == "fused":
-            if lens is not None and int(lens.min()) == T:
+            if lens is not None and (lens.numel() == 0 or int(lens.min()) == T):
                 lens = None  # every sequence is full: no packing needed
             y, finals = run_fused(
                 self.fused_kind, x, hx, self.flat_weights(), has_biases=self.config.bias,
@@ -247,6 +249,7 @@ class RecurrentLayer(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.input_size:
             raise bad_argument("x", f"a 2-D tensor (B, {self.input_size}) for one step", x, "pass x[:, t]")
         hx = self._check_state(state, x.shape[0], x)
+        run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
         if self.engine != "generic" and self.why_not_fused(None, True, x.dtype) is None:
             y, finals = run_fused(
                 self.fused_kind, x.unsqueeze(1), hx, self.flat_weights(), has_biases=self.config.bias,
@@ -261,7 +264,8 @@ class RecurrentLayer(nn.Module):
                 if index and self.config.dropout and self.training:
                     y = F.dropout(y, self.config.dropout, training=True)
                 cell = layer.fwd.cell
-                out = cell.pack_outputs(cell.step(layer.fwd.input(y), *(h[index] for h in hx)))
+                proj = layer.fwd.input  # not called: its pre-hooks ran above, once
+                out = cell.pack_outputs(cell.step(F.linear(y, proj.weight, proj.bias), *(h[index] for h in hx)))
                 for i in range(len(self.state_names)):
                     finals_list[i].append(out[i])
                 y = out[0]  # (B, H)
@@ -294,7 +298,8 @@ class RecurrentLayer(nn.Module):
                 init = {name: hx[i][k] for i, name in enumerate(self.state_names)}
                 scope = f"layer{index}.{'bwd' if d else 'fwd'}"
                 result = run_cell(direction.cell, {"inputs": xp}, init, {}, mask=mask, reverse=d == 1,
-                                  bptt=bptt, scope=scope, donate=True)
+                                  bptt=bptt, scope=scope, donate=True,
+                                  rebuild=_rebuild(inp_t, direction.input.weight, direction.input.bias))
                 outs.append(result.outputs["h"])  # (B, T, H)
                 for i, name in enumerate(self.state_names):
                     finals[i].append(result.final[name])
@@ -356,6 +361,11 @@ class RecurrentLayer(nn.Module):
         c = self.config
         return (f"{c.input_size}, {c.hidden_size}, num_layers={c.num_layers}, bidirectional={c.bidirectional}, "
                 f"dropout={c.dropout}, engine={c.engine!r}")
+
+
+def _rebuild(inp_t: Tensor, weight: Tensor, bias: Tensor | None):
+    """Recomputes a donated projection's values (B, T, G) for a double backward."""
+    return lambda: linear(inp_t, weight, bias).transpose(0, 1)  # (B, T, G)
 
 
 class RNN(RecurrentLayer):
