@@ -177,7 +177,7 @@ def test_auto_engine_falls_back_silently_where_fused_cannot_serve():
     (lambda: rnnkit.GRU(F, H, num_layers=0), r"^num_layers: expected a positive int.*0 \(int\)"),
     (lambda: rnnkit.GRU(F, H, dropout=1.0), r"^dropout: expected a probability in \[0, 1\).*1\.0"),
     (lambda: ElmanCell(3, "sigmoid"), r"^activation: expected one of \['identity', 'relu', 'tanh'\].*sigmoid"),
-    (lambda: LSTMCell(-1), r"^hidden_size: expected a positive int.*-1"),
+    (lambda: LSTMCell(-1), r"^hidden_size: expected an int >= 0.*-1"),
     (lambda: BPTT(truncate=0), r"^BPTT\.truncate: expected None or an int >= 1.*0 \(int\)"),
     (lambda: BPTT(truncate=2.5), r"^BPTT\.truncate: expected None or an int >= 1.*2\.5"),
     (lambda: BPTT(clip_value=-1.0), r"^BPTT\.clip_value: expected None or a positive number.*-1\.0"),
