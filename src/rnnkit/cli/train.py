@@ -22,6 +22,8 @@ EXAMPLES = """examples:
   rnnkit train --recipe seed001 --cell elman     # seed 001's setup: hidden 10, SGD lr 0.2, one word per step
   rnnkit train --task text --data tinyshakespeare.txt --time-budget 10m --out runs/shakespeare
   rnnkit train --task copy --seq-len 100 --cell gru --steps 3000
+  rnnkit train --task translate --attention bahdanau   # French number words -> English (num2words)
+  rnnkit train --task reverse --seq-len 30 --attention none
   rnnkit train --resume runs/shakespeare --time-budget 5m   # continue an interrupted or finished run
 
 The run folder (--out, default runs/<task>) receives checkpoint/, metrics.jsonl, curve.png and
@@ -70,7 +72,19 @@ _FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
                                      help="torch CPU threads (default: 1 for small tasks, all cores for text)")),
     (("--seed",), "seed", dict(type=non_negative_int, metavar="S", help="random seed (default 0)")),
     (("--out",), "out", dict(metavar="DIR", help="run folder (default runs/<task>)")),
-    (("--data",), "data", dict(metavar="PATH", help="text: a UTF-8 file or folder (default: pydoc_data.topics)")),
+    (("--data",), "data", dict(metavar="PATH", help="text/words: a UTF-8 file or folder (default: "
+                                                   "pydoc_data.topics); translate: a TSV of source<TAB>target")),
+    # sequence-to-sequence tasks (translate, reverse, add, dates) and the word-level language model (words)
+    (("--attention",), "attention", dict(choices=("bahdanau", "dot", "general", "none"),
+                                         help="pairs: the decoder's attention (default: bahdanau)")),
+    (("--sampling-rate",), "sampling_rate", dict(type=probability, metavar="P",
+                                                 help="pairs: scheduled sampling, feed the model's own token with P")),
+    (("--languages",), "languages", dict(metavar="SRC-TGT", help="translate: num2words languages (default fr-en)")),
+    (("--max-source-length",), "max_source_length", dict(type=positive_int, metavar="N",
+                                                         help="pairs: longer sources are an error (default 200)")),
+    (("--vocab-size",), "vocab_size", dict(type=positive_int, metavar="V",
+                                           help="words: keep the V most frequent words (default 10000)")),
+    (("--lm-unit",), "lm_unit", dict(choices=("sentences", "stream"), help="words: train on sentences or a stream")),
 ]
 
 

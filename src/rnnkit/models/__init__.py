@@ -8,11 +8,12 @@ from rnnkit.models.body import CELLS, RNNConfig, build_rnn
 from rnnkit.models.classifier import ClassifierConfig, RegressorConfig, SequenceClassifier, SequenceRegressor
 from rnnkit.models.language_model import LanguageModel, LanguageModelConfig
 from rnnkit.models.registry import model_class, register_model
+from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from rnnkit.models.tagger import SequenceTagger, TaggerConfig
 
 for _cls, _config in (
     (SequenceTagger, TaggerConfig), (LanguageModel, LanguageModelConfig),
-    (SequenceClassifier, ClassifierConfig), (SequenceRegressor, RegressorConfig),
+    (SequenceClassifier, ClassifierConfig), (SequenceRegressor, RegressorConfig), (Seq2Seq, Seq2SeqConfig),
 ):
     _cls.config_class = _config  # type: ignore[attr-defined]
     register_model(_cls)
@@ -20,7 +21,7 @@ for _layer in (RNN, LSTM, GRU):  # bare layers save and load too
     register_model(_layer)
 
 __all__ = [
-    "CELLS", "ClassifierConfig", "LanguageModel", "LanguageModelConfig", "RNNConfig", "RegressorConfig",
+    "CELLS", "ClassifierConfig", "LanguageModel", "LanguageModelConfig", "RNNConfig", "RegressorConfig", "Seq2Seq", "Seq2SeqConfig",
     "SequenceClassifier", "SequenceRegressor", "SequenceTagger", "TaggerConfig", "build_rnn", "model_class",
     "register_model",
 ]

@@ -32,13 +32,14 @@ from typing import Any
 from rnnkit.errors import bad_argument
 
 __all__ = [
-    "BIDIRECTIONAL_TASKS", "CELLS", "DECAYS", "OPTIMIZERS", "RECIPES", "REBER_TASKS", "TASKS", "TASK_DEFAULTS",
+    "BIDIRECTIONAL_TASKS", "CELLS", "PAIR_TASKS", "DECAYS", "OPTIMIZERS", "RECIPES", "REBER_TASKS", "TASKS", "TASK_DEFAULTS",
     "TrainConfig", "make_config", "parse_duration",
 ]
 
-TASKS = ("embedded-reber", "reber", "text", "sine", "adding", "copy")
+PAIR_TASKS = ("translate", "reverse", "add", "dates")  # sequence-to-sequence (rnnkit.training.task_pairs)
+TASKS = ("embedded-reber", "reber", "text", "sine", "adding", "copy") + PAIR_TASKS
 REBER_TASKS = ("embedded-reber", "reber")
-BIDIRECTIONAL_TASKS = ("adding", "copy")  # the others predict the next step, which a reverse pass would see
+BIDIRECTIONAL_TASKS = ("adding", "copy") + PAIR_TASKS  # the others predict the next step (pairs: the encoder)
 CELLS = ("elman", "lstm", "gru")
 OPTIMIZERS = ("adam", "sgd")
 DECAYS = ("none", "linear", "cosine")
@@ -96,6 +97,13 @@ class TrainConfig:
     plot: bool = True  # write <out>/curve.png
     tensorboard: bool = True  # log to <out>/tensorboard when the tensorboard package is installed
     seed: int = 0  # seeds the model's initial weights, the training data and dropout
+    # sequence-to-sequence tasks (translate, reverse, add, dates) and the word-level language model (words)
+    attention: str = "bahdanau"  # pairs: "bahdanau" | "dot" | "general" | "none"
+    sampling_rate: float = 0.0  # pairs: scheduled sampling, the chance to feed the model's own previous token
+    languages: str = "fr-en"  # translate: num2words source-target languages
+    max_source_length: int = 200  # pairs: longer sources are an error
+    vocab_size: int = 10_000  # words: the most frequent words kept (<unk>, <s>, </s> included)
+    lm_unit: str = "sentences"  # words: train on padded "sentences" or on windows of a token "stream"
     threads: int | None = None  # torch CPU threads; None: 1 for the small tasks, every core for text (see threads_for)
     out: str | None = None  # the run folder; None: runs/<task>
 
@@ -106,6 +114,11 @@ class TrainConfig:
         _choice("decay", self.decay, DECAYS, "cosine")
         _choice("engine", self.engine, ("auto", "fused", "generic"), "auto")
         _choice("precision", self.precision, ("auto", "fp32", "bf16"), "fp32")
+        _choice("attention", self.attention, ("bahdanau", "dot", "general", "none"), "bahdanau")
+        _choice("lm_unit", self.lm_unit, ("sentences", "stream"), "sentences")
+        _number("sampling_rate", self.sampling_rate, low=0.0, high=1.0, high_closed=True)
+        _int("max_source_length", self.max_source_length, low=1)
+        _int("vocab_size", self.vocab_size, low=5)
         for name in ("hidden_size", "num_layers", "embedding_size", "batch_size", "bptt", "eval_size"):
             _int(name, getattr(self, name), low=1)
         _int("seq_len", self.seq_len, low=2)
@@ -138,9 +151,9 @@ class TrainConfig:
         if self.epochs is not None and self.task != "text":
             raise bad_argument("epochs", f"None for task {self.task!r}: it draws fresh data every step, so it has no "
                                "epochs", self.epochs, "give a step budget (--steps) or a time budget instead")
-        if self.data is not None and self.task != "text":
+        if self.data is not None and self.task not in ("text", "words", "translate"):
             raise bad_argument("data", f"None for task {self.task!r} (it generates its own data)", self.data,
-                               "drop --data, or use --task text")
+                               "drop --data, or use --task text / words / translate (a TSV of pairs)")
         if self.data is not None and (not isinstance(self.data, str) or not self.data):
             raise bad_argument("data", "a path as a non-empty str", self.data, "pass e.g. data='corpus.txt'")
         if self.out is not None and (not isinstance(self.out, str) or not self.out):
@@ -155,7 +168,7 @@ class TrainConfig:
         import os
 
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, cores) if self.task == "text" else 1
+        return max(1, cores) if self.task in ("text", "words") else 1
 
     @property
     def precision_for(self) -> str:
@@ -205,6 +218,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
                    eval_every=100, eval_size=1000),
     "copy": dict(hidden_size=128, lr=2e-3, clip_norm=1.0, batch_size=64, seq_len=100, steps=3000,
                  eval_every=100, eval_size=500),
+    **{task: dict(cell="gru", hidden_size=128, embedding_size=64, bidirectional=True, lr=3e-3, clip_norm=1.0,
+                  batch_size=64, steps=4000, eval_every=250, eval_size=1000, seq_len=30, decay="cosine",
+                  min_lr_ratio=0.1, warmup_steps=50) for task in PAIR_TASKS},
 }
 
 # Named override sets, applied on top of the task defaults.

@@ -12,6 +12,8 @@ Built-in tasks (``make_task(config)``):
 - ``embedded-reber`` / ``reber``: :class:`~rnnkit.training.task_reber.ReberTask`
 - ``text``: :class:`~rnnkit.training.task_text.TextTask`
 - ``sine``, ``adding``, ``copy``: :mod:`rnnkit.training.task_synthetic`
+- ``translate``, ``reverse``, ``add``, ``dates``: :class:`~rnnkit.training.task_pairs.PairTask`
+- ``words``: :class:`~rnnkit.training.task_words.WordTask`
 
 Example:
     >>> from rnnkit.training.config import make_config
@@ -131,6 +133,14 @@ def make_task(config: TrainConfig, rank: int = 0, world_size: int = 1) -> Task:
         from rnnkit.training.task_text import TextTask
 
         return TextTask(config, rank, world_size)
+    if config.task in ("translate", "reverse", "add", "dates"):
+        from rnnkit.training.task_pairs import PairTask
+
+        return PairTask(config, rank, world_size)
+    if config.task == "words":
+        from rnnkit.training.task_words import WordTask
+
+        return WordTask(config, rank, world_size)
     from rnnkit.training.task_synthetic import SYNTHETIC
 
     return SYNTHETIC[config.task](config, rank, world_size)
