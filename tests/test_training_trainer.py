@@ -111,7 +111,7 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run_reber(tmp_path
     run = tmp_path / "run"
     first = fit(reber_config(run, dropout=0.1, num_layers=2), callback=interrupt)
     assert first.stopped == "interrupted" and first.summary["steps"] == 13
-    assert load_checkpoint(run / "checkpoint").training_state.step == 13
+    assert load_checkpoint(run / "checkpoint", training_state=True).training_state.step == 13
     second = fit(reber_config(run, dropout=0.1, num_layers=2), resume=run)
     assert second.summary["steps"] == 24 and second.stopped == "steps"
     assert same_weights(whole.model, second.model)

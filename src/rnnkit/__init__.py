@@ -2,19 +2,19 @@
 
 Write one step and get the whole sequence (``rnnkit.Recurrent``), or use the drop-in layers
 ``rnnkit.RNN``/``LSTM``/``GRU``, which run on PyTorch's fused kernels where they can.
+``rnnkit.save``/``rnnkit.load`` store and rebuild the layers and the built-in models
+(``rnnkit.checkpoint``); importing rnnkit loads no training or generation code.
 """
 from __future__ import annotations
 
-from rnnkit import cells, engine, init
+from rnnkit import cells, engine, init, models
+from rnnkit._version import __version__
 from rnnkit.cells import Recurrent, Structured
+from rnnkit.checkpoint import CheckpointError, load, save
 from rnnkit.engine import BPTT, GradientTap
-from rnnkit.errors import CheckpointError
 from rnnkit.layers import GRU, LSTM, RNN, Bidirectional, Stack, from_torch
-from rnnkit.training.checkpoint import load, save
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BPTT", "Bidirectional", "CheckpointError", "GRU", "GradientTap", "LSTM", "RNN", "Recurrent", "Stack", "Structured",
-    "__version__", "cells", "engine", "from_torch", "init", "load", "save",
+    "__version__", "cells", "engine", "from_torch", "init", "load", "models", "save",
 ]

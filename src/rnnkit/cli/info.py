@@ -1,7 +1,9 @@
 """``rnnkit info CHECKPOINT``: what a checkpoint holds (config, parameter count, training history).
 
-Every file is verified against the manifest's SHA-256 first, so ``info`` doubles as an
-integrity check. Any rnnkit checkpoint works, also one written by ``rnnkit.save`` outside a run.
+The model's files are verified against the manifest's SHA-256 first, and then the training
+state's, so ``info`` doubles as an integrity check; a damaged training state is reported
+(the model stays usable by eval and sample). Any rnnkit checkpoint works, also one written by
+``rnnkit.save`` outside a run.
 """
 from __future__ import annotations
 
@@ -31,12 +33,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def checkpoint_info(path: Path) -> dict[str, Any]:
     """The facts ``rnnkit info`` shows, as JSON-able data; CLIError on a missing or bad checkpoint."""
-    from rnnkit.models.registry import config_to_json
-    from rnnkit.training.checkpoint import load_checkpoint
-    from rnnkit.training.run_state import CHECKPOINT_DIR, is_run_dir
+    from rnnkit.checkpoint import CheckpointError, checkpoint_folder, config_to_json, load_checkpoint, load_training_state
 
     with user_errors():
-        ckpt = load_checkpoint(path / CHECKPOINT_DIR if is_run_dir(path) else path)
+        ckpt = load_checkpoint(checkpoint_folder(path))
     manifest_files = sorted(p.name for p in ckpt.path.iterdir() if not p.name.startswith("."))
     params = list(ckpt.model.parameters())
     info: dict[str, Any] = {
@@ -52,10 +52,14 @@ def checkpoint_info(path: Path) -> dict[str, Any]:
         info["train_config"] = metadata["train_config"]
     if "summary" in metadata:
         info["summary"] = {k: v for k, v in metadata["summary"].items() if k != "config"}
-    state = ckpt.training_state
-    if state is not None:
-        info["training"] = {"step": state.step, "epoch": state.epoch, "sequences": state.sequences,
-                            "tokens": state.tokens, "history": state.metrics}
+    if "training" in ckpt.files:  # the model is usable without it: a damaged training state is reported, not fatal
+        try:
+            state = load_training_state(ckpt.path)
+        except CheckpointError as error:
+            info["training_error"] = str(error)
+        else:
+            info["training"] = {"step": state.step, "epoch": state.epoch, "sequences": state.sequences,
+                                "tokens": state.tokens, "history": state.metrics}
     return info
 
 
@@ -96,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"[bold]result[/bold] stopped: {s.get('stopped')}, solved: {s.get('solved')}, "
                   f"{s.get('train_sequences', 0):,} sequences, {s.get('wall_seconds')} s wall; metrics: "
                   + ", ".join(f"{k}={v:.4g}" for k, v in s.get("metrics", {}).items()))
+    if "training_error" in info:
+        out.print(f"[bold red]training state unusable[/bold red] (eval and sample still work; --resume does not): "
+                  f"{info['training_error']}")
     history = info.get("training", {}).get("history", [])
     if history:
         keys = [k for k in history[-1] if k not in ("epoch", "wall_seconds", "train_seconds", "lr", "tokens_per_second",

@@ -29,6 +29,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from rnnkit.checkpoint import Checkpoint, checkpoint_folder, load_checkpoint
 from rnnkit.data import reber
 from rnnkit.data.automaton import Automaton
 from rnnkit.data.vocab import Vocab
@@ -36,7 +37,6 @@ from rnnkit.errors import bad_argument
 from rnnkit.generation.decoder import Generator
 from rnnkit.models.language_model import LanguageModel
 from rnnkit.models.tagger import SequenceTagger
-from rnnkit.training.checkpoint import Checkpoint, load_checkpoint
 
 __all__ = ["GRAMMARS", "DecodingTask", "from_checkpoint", "task_of"]
 
@@ -90,14 +90,8 @@ def from_checkpoint(checkpoint: str | os.PathLike[str] | Checkpoint, *, grammar:
     Raises ``CheckpointError`` for a damaged folder and ValueError for a model that does not
     generate, naming what was found.
     """
-    if not isinstance(checkpoint, Checkpoint):
-        from pathlib import Path
-
-        from rnnkit.training.run_state import CHECKPOINT_DIR, is_run_dir
-
-        path = Path(checkpoint)
-        checkpoint = path / CHECKPOINT_DIR if is_run_dir(path) else path
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, device=device)
+    ckpt = (checkpoint if isinstance(checkpoint, Checkpoint)
+            else load_checkpoint(checkpoint_folder(checkpoint), device=device))
     if grammar is not None and grammar not in GRAMMARS:
         raise bad_argument("grammar", f"one of {', '.join(GRAMMARS)}", grammar, "pick the grammar the model learned")
     task = task_of(ckpt)

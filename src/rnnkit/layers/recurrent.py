@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from rnnkit.cells import ACTIVATIONS, ElmanCell, GRUCell, LSTMCell
 from rnnkit.cells.structured import Structured
+from rnnkit.checkpoint.registry import register_model
 from rnnkit.engine import BPTT, run_cell
 from rnnkit.engine.dispatch import check_engine, choose
 from rnnkit.engine.fused import run_fused
@@ -368,6 +369,7 @@ def _rebuild(inp_t: Tensor, weight: Tensor, bias: Tensor | None):
     return lambda: linear(inp_t, weight, bias).transpose(0, 1)  # (B, T, G)
 
 
+@register_model
 class RNN(RecurrentLayer):
     """Elman RNN layer; ``nonlinearity`` is "tanh", "relu" (both fused) or "identity" (generic)."""
 
@@ -380,6 +382,7 @@ class RNN(RecurrentLayer):
                          nonlinearity=nonlinearity, input_init=input_init, recurrent_init=recurrent_init)
 
 
+@register_model
 class LSTM(RecurrentLayer):
     """LSTM layer (gate order i, f, g, o); ``peepholes=True`` runs on the generic engine."""
 
@@ -392,6 +395,7 @@ class LSTM(RecurrentLayer):
                          peepholes=peepholes, input_init=input_init, recurrent_init=recurrent_init)
 
 
+@register_model
 class GRU(RecurrentLayer):
     """GRU layer, reset-after variant (gate order r, z, n) as in cuDNN and torch.nn.GRU."""
 

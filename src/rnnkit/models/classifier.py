@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.checkpoint.registry import register_model
 from rnnkit.errors import bad_argument
 from rnnkit.models.body import RNNConfig, build_rnn, final_hidden
 
@@ -24,6 +25,7 @@ class ClassifierConfig:
     rnn: RNNConfig = field(default_factory=RNNConfig)  # the recurrent stack
 
 
+@register_model
 class SequenceClassifier(nn.Module):
     """x (B, T, F) -> class logits (B, C) from the final state (both directions if bidirectional).
 
@@ -32,6 +34,8 @@ class SequenceClassifier(nn.Module):
         >>> tuple(clf(torch.randn(2, 6, 3), lengths=torch.tensor([6, 2])).shape)   # (B, C)
         (2, 4)
     """
+
+    config_class = ClassifierConfig  # the config a checkpoint stores and rebuilds it from
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
@@ -57,6 +61,7 @@ class RegressorConfig:
     many_to_one: bool = False  # True: one prediction per sequence from the final state
 
 
+@register_model
 class SequenceRegressor(nn.Module):
     """x (B, T, F) -> (B, T, O) predictions (or (B, O) with ``many_to_one``), MSE loss.
 
@@ -65,6 +70,8 @@ class SequenceRegressor(nn.Module):
         >>> tuple(reg(torch.randn(3, 5, 2)).shape)   # (B, T, O)
         (3, 5, 2)
     """
+
+    config_class = RegressorConfig  # the config a checkpoint stores and rebuilds it from
 
     def __init__(self, config: RegressorConfig) -> None:
         super().__init__()

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.checkpoint.registry import register_model
 from rnnkit.errors import bad_argument
 from rnnkit.models.body import RNNConfig, build_rnn
 
@@ -34,6 +35,7 @@ class LanguageModelConfig:
             raise bad_argument("dropout", "a probability in [0, 1)", self.dropout, "use e.g. 0.2")
 
 
+@register_model
 class LanguageModel(nn.Module):
     """tokens (B, T) -> next-token logits (B, T, V), carrying the RNN state across calls.
 
@@ -47,6 +49,8 @@ class LanguageModel(nn.Module):
         >>> tuple(logits.shape), lm.decoder.weight is lm.embedding.weight
         ((2, 9, 30), True)
     """
+
+    config_class = LanguageModelConfig  # the config a checkpoint stores and rebuilds it from
 
     def __init__(self, config: LanguageModelConfig) -> None:
         super().__init__()
@@ -88,7 +92,7 @@ class LanguageModel(nn.Module):
         >>> len(out.texts[0])
         6
         """
-        from rnnkit.generation import Generator
+        from rnnkit.generation.decoder import Generator
 
         generator = Generator(self, vocab=vocab, constraint=constraint)
         return generator.generate(prompt, config, on_token=on_token, **options)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.cells import ElmanCell, GRUCell, LayerNormLSTMCell, LSTMCell, Recurrent
+from rnnkit.checkpoint.registry import register_model
 from rnnkit.errors import bad_argument
 from rnnkit.models.attention import ATTENTIONS, AttentionDecoderCell
 from rnnkit.models.body import RNNConfig, build_rnn, final_hidden
@@ -96,8 +97,11 @@ def _decoder_cell(kind: str, hidden: int) -> Recurrent:
     return ElmanCell(hidden)
 
 
+@register_model
 class Seq2Seq(nn.Module):
     """source ids (B, S) + lengths (B,), target inputs (B, T) -> logits (B, T, V) and attention (B, T, S)."""
+
+    config_class = Seq2SeqConfig  # the config a checkpoint stores and rebuilds it from
 
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()

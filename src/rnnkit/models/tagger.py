@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.checkpoint.registry import register_model
 from rnnkit.errors import bad_argument
 from rnnkit.models.body import RNNConfig, build_rnn
 
@@ -31,6 +32,7 @@ class TaggerConfig:
             raise bad_argument("vocab_size", "a positive int", self.vocab_size, "count the input symbols")
 
 
+@register_model
 class SequenceTagger(nn.Module):
     """tokens (B, T) -> logits (B, T, O). One-hot inputs, as in seed 001.
 
@@ -43,6 +45,8 @@ class SequenceTagger(nn.Module):
         >>> tuple(logits.shape)                 # (B, T, 7)
         (1, 3, 7)
     """
+
+    config_class = TaggerConfig  # the config a checkpoint stores and rebuilds it from
 
     def __init__(self, config: TaggerConfig) -> None:
         super().__init__()
@@ -80,7 +84,7 @@ class SequenceTagger(nn.Module):
         >>> reber.in_grammar(out.texts[0])
         True
         """
-        from rnnkit.generation import Generator
+        from rnnkit.generation.decoder import Generator
 
         generator = Generator(self, vocab=vocab, constraint=constraint)
         return generator.generate(prompt, config, on_token=on_token, **options)

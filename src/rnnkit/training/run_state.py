@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnkit.checkpoint.runs import CHECKPOINT_DIR, is_run_dir
 from rnnkit.errors import CheckpointError, bad_argument
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.tasks import step_seed
@@ -34,7 +35,6 @@ from rnnkit.training.tasks import step_seed
 __all__ = ["CHECKPOINT_DIR", "RESUMABLE_FIELDS", "changed_fields", "config_from_metadata", "encode_carry",
            "is_run_dir", "resolve_resume", "restore_run", "save_run"]
 
-CHECKPOINT_DIR = "checkpoint"  # the checkpoint folder inside a run folder
 RESUMABLE_FIELDS = frozenset({"steps", "epochs", "time_budget", "eval_every", "stop_when_solved", "patience",
                               "checkpoint_interval", "plot", "tensorboard", "out", "threads"})
 
@@ -43,11 +43,6 @@ def changed_fields(saved: TrainConfig, new: TrainConfig) -> list[str]:
     """Fields that differ between ``saved`` and ``new`` and may not change on resume."""
     return [f.name for f in dataclasses.fields(TrainConfig)
             if f.name not in RESUMABLE_FIELDS and getattr(saved, f.name) != getattr(new, f.name)]
-
-
-def is_run_dir(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a folder holding ``checkpoint/manifest.json``."""
-    return (Path(path) / CHECKPOINT_DIR / "manifest.json").is_file()
 
 
 def resolve_resume(path: str | os.PathLike[str]) -> Path:
@@ -125,7 +120,7 @@ def restore_run(trainer: Any, resume: str | os.PathLike[str], model: nn.Module,
     from rnnkit.training._state import restore_rng_state
     from rnnkit.training.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(resolve_resume(resume))
+    ckpt = load_checkpoint(resolve_resume(resume), training_state=True)  # a resume verifies every file
     saved = config_from_metadata(ckpt.metadata, ckpt.path)
     changed = changed_fields(saved, trainer.config)
     if changed:

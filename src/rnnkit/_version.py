@@ -1,0 +1,3 @@
+"""The version of rnnkit, in a module of its own so that any layer can read it without importing the package."""
+
+__version__ = "0.1.0"  # keep equal to pyproject.toml
