@@ -8,6 +8,7 @@ is a file, else of ``a.b``. Imports under ``if TYPE_CHECKING:`` never run and ar
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import subprocess
 import sys
@@ -22,12 +23,11 @@ PACKAGE = "rnnkit"
 # exist on main (issue 11 removed the models -> generation -> training -> models cycle). The test
 # drops these edges, then finds no cycle; a NEW cycle fails it. When one of these imports is
 # removed, delete it here too (the test checks they still exist, so this list stays true).
+# A target may be a glob pattern.
 KNOWN_BACK_EDGES = {
     ("rnnkit.cells.base", "rnnkit.engine"): "Recurrent.forward runs the engine's scan",
     ("rnnkit.layers.recurrent", "rnnkit.layers.convert"): "RecurrentLayer.to_torch",
-    ("rnnkit.training.tasks", "rnnkit.training.task_reber"): "make_task picks the task's module",
-    ("rnnkit.training.tasks", "rnnkit.training.task_text"): "make_task picks the task's module",
-    ("rnnkit.training.tasks", "rnnkit.training.task_synthetic"): "make_task picks the task's module",
+    ("rnnkit.training.tasks", "rnnkit.training.task_*"): "make_task imports the chosen task's module",
 }
 
 def _modules() -> dict[str, Path]:
@@ -142,10 +142,10 @@ def test_the_graph_sees_deferred_relative_and_submodule_imports(tmp_path: Path) 
 
 def test_the_package_has_no_import_cycle() -> None:
     graph = import_graph()
-    gone = [edge for edge in KNOWN_BACK_EDGES if edge[1] not in graph.get(edge[0], set())]
+    gone = [edge for edge in KNOWN_BACK_EDGES if not fnmatch.filter(graph.get(edge[0], set()), edge[1])]
     assert not gone, f"these known back edges are gone: delete them from KNOWN_BACK_EDGES: {gone}"
-    for source, target in KNOWN_BACK_EDGES:
-        graph[source] = graph[source] - {target}
+    for source, pattern in KNOWN_BACK_EDGES:
+        graph[source] = graph[source] - set(fnmatch.filter(graph[source], pattern))
     assert [sorted(c) for c in cycles(graph)] == []
 
 def test_persistence_sits_below_the_models() -> None:
