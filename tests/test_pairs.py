@@ -110,3 +110,22 @@ def test_pair_task_learns_addition_a_little() -> None:
     result = Trainer(config, progress=False).fit()
     assert result.metrics["val_loss"] < before - 0.3
     assert {"bleu", "chrf", "exact_match"} <= set(result.metrics)
+
+
+def test_quality_script_quick_runs_every_path(tmp_path) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "quality_seq2seq.py"
+    spec = importlib.util.spec_from_file_location("quality_seq2seq", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        report = module.main(["--quick", "--out", str(tmp_path), "--json", str(tmp_path / "q.json")])
+    finally:
+        torch.set_num_threads(threads)
+    models = report["tasks"][0]["models"]
+    assert set(models) == {"bahdanau", "none"}
+    assert {"exact_match", "bleu", "chrf"} <= set(models["bahdanau"]["beam5"])
+    assert (tmp_path / "add_attention.png").stat().st_size > 1000

@@ -31,6 +31,8 @@ EXAMPLES = """examples:
   rnnkit sample runs/reber --num 1000 --seed 0 --json samples.json
   rnnkit sample runs/embedded-reber --num 1000 --constrained
   rnnkit sample runs/text --prompt "The " --beam 8 --num 3 --length 40
+  rnnkit sample runs/words --num 5 --min-length 6 --temperature 0.8   # whole sentences, <s> to </s>
+  rnnkit sample runs/translate --prompt "quatre-vingt-dix-sept" --beam 5
 """
 
 
@@ -62,6 +64,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="Reber: mask every step with the grammar, so every word is valid")
     p.add_argument("--grammar", choices=GRAMMARS, default=None,
                    help="Reber: the grammar, for a checkpoint whose metadata does not name it")
+    p.add_argument("--min-length", type=int, default=0, metavar="N",
+                   help="word models: sentences of at least N words (</s> is masked until then)")
+    p.add_argument("--allow-unk", action="store_true", help="word models: let sentences contain <unk>")
     p.add_argument("--quiet", action="store_true", help="print only the Reber summary line (nothing for text)")
     add_json_argument(p)
     return p
@@ -172,8 +177,14 @@ def _generate(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
     from rnnkit.training.run_state import CHECKPOINT_DIR, is_run_dir
 
     path = args.checkpoint / CHECKPOINT_DIR if is_run_dir(args.checkpoint) else args.checkpoint
+    from rnnkit.cli.sample_tokens import kind_of, run_tokens  # word LMs and seq2seq models (issue 14)
+    from rnnkit.training.checkpoint import load_checkpoint
+
     with user_errors(_FLAGS):
-        generator, task = from_checkpoint(path, grammar=args.grammar, constrained=args.constrained)
+        checkpoint = load_checkpoint(path)
+        if kind_of(checkpoint) is not None:
+            return run_tokens(args, checkpoint, kind_of(checkpoint), out)
+        generator, task = from_checkpoint(checkpoint, grammar=args.grammar, constrained=args.constrained)
     config = _config(args, task)
     prompt = args.prompt if args.prompt is not None else task.prompt
     if prompt is None:

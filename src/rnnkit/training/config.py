@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 PAIR_TASKS = ("translate", "reverse", "add", "dates")  # sequence-to-sequence (rnnkit.training.task_pairs)
-TASKS = ("embedded-reber", "reber", "text", "sine", "adding", "copy") + PAIR_TASKS
+TASKS = ("embedded-reber", "reber", "text", "sine", "adding", "copy") + PAIR_TASKS + ("words",)
 REBER_TASKS = ("embedded-reber", "reber")
 BIDIRECTIONAL_TASKS = ("adding", "copy") + PAIR_TASKS  # the others predict the next step (pairs: the encoder)
 CELLS = ("elman", "lstm", "gru")
@@ -221,6 +221,10 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     **{task: dict(cell="gru", hidden_size=128, embedding_size=64, bidirectional=True, lr=3e-3, clip_norm=1.0,
                   batch_size=64, steps=4000, eval_every=250, eval_size=1000, seq_len=30, decay="cosine",
                   min_lr_ratio=0.1, warmup_steps=50) for task in PAIR_TASKS},
+    # seed 002: an 8,000-word vocabulary
+    "words": dict(hidden_size=256, num_layers=1, dropout=0.2, embedding_size=128, lr=3e-3, clip_norm=1.0,
+                  batch_size=32, bptt=64, steps=None, time_budget=300.0, eval_every=250, stop_when_solved=False,
+                  vocab_size=8000, decay="cosine", min_lr_ratio=0.05, warmup_steps=100),
 }
 
 # Named override sets, applied on top of the task defaults.
