@@ -72,10 +72,11 @@ def test_text_json_has_val_loss_and_bpc(tmp_path: Path, text_file: Path, capsys:
 def test_resume_continues_and_refuses_other_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     assert run_cli(capsys, "train", *TINY_REBER, "--out", str(run))[0] == 0
-    code, out, err = run_cli(capsys, "train", "--resume", str(run), "--steps", "18", "--quiet", "--json", "-")
+    code, out, err = run_cli(capsys, "train", "--resume", str(run), "--steps", "6", "--quiet", "--json", "-")
     assert code == 0, err
-    summary = json.loads(out)
+    summary = json.loads(out)  # --steps with --resume is more on top: 12 + 6
     assert summary["train_sequences"] == 18 * 16 and summary["task"] == "reber"
+    assert "resuming" in err and "at step 12" in err and "6 more steps (to step 18)" in err
     code, _, err = run_cli(capsys, "train", "--resume", str(run), "--lr", "0.5")
     assert_usage_error(code, err, "--resume", "lr")
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from rnnkit.training.config import RECIPES, TASK_DEFAULTS, TASKS, TrainConfig, make_config, parse_duration
-from rnnkit.training.schedule import LRSchedule
+from rnnkit.training.schedule import PLAN_STEPS, LRSchedule, plan_point, plan_steps, schedule_length
 
 
 def test_main_job_defaults_are_the_issue_setup() -> None:
@@ -126,13 +126,27 @@ def test_schedule_linear_and_none() -> None:
     assert LRSchedule(lr=0.3, steps=10).lr_at(9) == 0.3
 
 
-def test_schedule_follows_the_time_budget_when_it_is_nearer() -> None:
-    s = LRSchedule(lr=1.0, decay="cosine", steps=1_000_000, time_budget=100.0)
-    assert s.lr_at(10, elapsed=50.0) == pytest.approx(0.5)  # half the time gone: half-way down the cosine
-    assert s.lr_at(10, elapsed=100.0) == pytest.approx(0.0, abs=1e-12)
+def test_schedule_is_a_function_of_the_step_alone() -> None:
+    """The time budget never shapes the curve: a config's budgets give the length in steps, once."""
+    steps_and_time = make_config("text", overrides={"steps": 400, "time_budget": 1.0})
+    assert schedule_length(steps_and_time, steps_per_epoch=50) == 400
+    both = make_config("text", overrides={"steps": 400, "epochs": 2.0})
+    assert schedule_length(both, steps_per_epoch=50) == 100  # the nearer budget
+    assert schedule_length(make_config("text", overrides={"steps": None, "time_budget": 60.0}), 50) is None
+    unknown = LRSchedule(lr=1.0, decay="cosine", steps=None)
+    assert [unknown.lr_at(k) for k in (0, 10, 10_000)] == [1.0, 1.0, 1.0]  # no decay before the length is planned
+
+
+def test_a_time_only_run_plans_its_length_from_the_measured_speed() -> None:
+    assert plan_steps(time_budget=60.0, steps_done=100, seconds=3.0) == 2000
+    assert plan_steps(time_budget=1.0, steps_done=100, seconds=3.0) == 100  # never fewer than already taken
+    c = make_config("text", overrides={"steps": None, "time_budget": 60.0, "warmup_steps": 5})
+    assert plan_point(c) == PLAN_STEPS  # the warm-up is shorter than the measuring window
+    s = LRSchedule.from_config(c, 2000, decay_start=PLAN_STEPS)
+    assert s.lr_at(PLAN_STEPS) == c.lr and s.progress(PLAN_STEPS + (2000 - PLAN_STEPS) // 2) == pytest.approx(0.5)
 
 
 def test_schedule_from_config_turns_epochs_into_steps() -> None:
     c = make_config("text", overrides={"epochs": 2.0, "time_budget": None, "warmup_steps": 0})
-    s = LRSchedule.from_config(c, steps_per_epoch=50)
+    s = LRSchedule.from_config(c, schedule_length(c, steps_per_epoch=50))
     assert s.progress(50) == pytest.approx(0.5) and s.progress(100) == 1.0

@@ -1,9 +1,20 @@
 """``rnnkit train``: train a model on a task, with a progress bar, records, a plot and a checkpoint.
 
 Flags map one-to-one onto ``rnnkit.training.TrainConfig`` fields; a flag left out takes the
-task's default (``TASK_DEFAULTS``), after the ``--recipe``. ``--resume RUN`` continues a run
-from its checkpoint with the run's own settings; only budgets, cadences and ``--out`` may be
-given again.
+task's default (``TASK_DEFAULTS``), after the ``--recipe``. A new run never replaces another
+(see ``rnnkit.training.run_dir``): the default folder takes a fresh name, a named ``--out``
+that holds a run is refused unless ``--overwrite``.
+
+``--resume RUN`` continues a run from its checkpoint with the run's own settings; only budgets,
+cadences, ``--device`` and ``--out`` may be given again. Without a budget flag it finishes the
+run's own budget (an interrupted run ends where it would have). A budget flag given with
+``--resume`` is *more on top* and replaces the run's budgets: ``--steps 500`` trains 500 more
+steps, ``--time-budget 5m`` five more minutes, ``--epochs 2`` two more epochs (the first reached
+ends it). The learning-rate schedule keeps the run's length in steps: past it, the run goes on at
+the final learning rate. The line printed before training says what the resumed run will do.
+
+Exit codes: 0 done, 2 bad input, 1 stopped on a non-finite value, 130 / 143 stopped by SIGINT /
+SIGTERM (a checkpoint of the last completed step is written; ``--resume`` loses no step).
 """
 from __future__ import annotations
 
@@ -24,10 +35,13 @@ EXAMPLES = """examples:
   rnnkit train --task copy --seq-len 100 --cell gru --steps 3000
   rnnkit train --task translate --attention bahdanau   # French number words -> English (num2words)
   rnnkit train --task reverse --seq-len 30 --attention none
-  rnnkit train --resume runs/shakespeare --time-budget 5m   # continue an interrupted or finished run
+  rnnkit train --resume runs/shakespeare                    # finish an interrupted run's own budget
+  rnnkit train --resume runs/shakespeare --time-budget 5m   # train 5 more minutes
 
 The run folder (--out, default runs/<task>) receives checkpoint/, metrics.jsonl, curve.png and
-summary.json. Ctrl-C stops at the next step and writes a checkpoint that --resume continues.
+summary.json. A new run never replaces one: the default folder takes a fresh name (runs/<task>-2),
+a named --out that holds a run is refused (--overwrite replaces it). Ctrl-C or SIGTERM stop at
+the next step and write a checkpoint that --resume continues (exit 130 / 143).
 """
 
 # (flags, config field, argparse keywords)
@@ -68,6 +82,11 @@ _FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
                                                              help="time between checkpoints (default 60s)")),
     (("--no-plot",), "plot", dict(action="store_false", help="do not write curve.png")),
     (("--no-tensorboard",), "tensorboard", dict(action="store_false", help="do not log to TensorBoard")),
+    (("--on-nonfinite",), "on_nonfinite", dict(choices=("stop", "skip"),
+                                                help="a NaN/Inf loss or gradient: stop the run, keeping the last good "
+                                                     "checkpoint (default), or skip the step")),
+    (("--device",), "device", dict(type=str, metavar="DEVICE",
+                                   help="auto (CUDA when available, else CPU; default), cpu, cuda or cuda:N")),
     (("--threads",), "threads", dict(type=positive_int, metavar="N",
                                      help="torch CPU threads (default: 1 for small tasks, all cores for text)")),
     (("--seed",), "seed", dict(type=non_negative_int, metavar="S", help="random seed (default 0)")),
@@ -101,7 +120,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     for flags, dest, kwargs in _FLAGS:
         parser.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, **kwargs)
     parser.add_argument("--resume", metavar="RUN", type=Path, default=None,
-                        help="continue the run in folder RUN from its checkpoint")
+                        help="continue the run in folder RUN from its checkpoint; a budget given with it is more "
+                             "on top (--steps 500: 500 more steps)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let this new run replace the run its --out folder holds (else that is refused)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary (errors only)")
     add_json_argument(parser)
     return parser
@@ -115,8 +137,15 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     return {dest: getattr(args, dest) for _, dest, _ in _FLAGS if hasattr(args, dest)}
 
 
+BUDGETS = ("steps", "epochs", "time_budget")
+
+
 def config_from_args(args: argparse.Namespace) -> tuple[Any, Path | None]:
-    """The TrainConfig the flags describe, and the checkpoint to resume (or None). CLIError on bad input."""
+    """The TrainConfig the flags describe, and the checkpoint to resume (or None). CLIError on bad input.
+
+    On resume, budget flags are more on top of the run so far (see the module docstring); the
+    config returned holds the totals, as ``Trainer`` expects.
+    """
     from rnnkit.training.config import make_config
     from rnnkit.training.run_state import RESUMABLE_FIELDS, config_from_metadata, resolve_resume
 
@@ -130,17 +159,58 @@ def config_from_args(args: argparse.Namespace) -> tuple[Any, Path | None]:
     fixed = sorted(k for k in overrides if k not in RESUMABLE_FIELDS)
     fixed += [k for k in ("task", "recipe") if hasattr(args, k)]
     if fixed:
-        raise CLIError(f"--resume: a resumed run keeps its own settings, so only budgets, cadences and --out may be "
-                       f"given, but {', '.join(sorted(fixed))} was given. Fix: drop them, or start a new run")
+        raise CLIError(f"--resume: a resumed run keeps its own settings, so only budgets, cadences, --device and --out "
+                       f"may be given, but {', '.join(sorted(fixed))} was given. Fix: drop them, or start a new run")
     import dataclasses
 
     from rnnkit.training.checkpoint import load_checkpoint
 
     with user_errors(FLAG_OF):
         checkpoint = resolve_resume(args.resume)
-        saved = config_from_metadata(load_checkpoint(checkpoint).metadata, checkpoint)
+        ckpt = load_checkpoint(checkpoint)
+        saved = config_from_metadata(ckpt.metadata, checkpoint)
         out = overrides.pop("out", str(checkpoint.parent) if checkpoint.name == "checkpoint" else saved.run_dir)
+        more = {k: overrides.pop(k) for k in BUDGETS if k in overrides}
+        if more:  # more on top: the totals are the run so far plus what was given; budgets not given are dropped
+            state = ckpt.training_state
+            step = state.step if state is not None else 0
+            clocks = (state.scheduler or {}) if state is not None else {}
+            per_epoch = _steps_per_epoch(saved) if "epochs" in more else None
+            overrides["steps"] = step + more["steps"] if "steps" in more else None
+            overrides["time_budget"] = (float(clocks.get("elapsed", 0.0)) + more["time_budget"]
+                                        if "time_budget" in more else None)
+            overrides["epochs"] = step / per_epoch + more["epochs"] if per_epoch else None
         return dataclasses.replace(saved, out=out, **overrides), checkpoint
+
+
+def _steps_per_epoch(config: Any) -> int | None:
+    from rnnkit.training.tasks import make_task
+
+    return make_task(config).steps_per_epoch()
+
+
+def resume_plan(config: Any, checkpoint: Path, given: dict[str, Any]) -> str:
+    """One line: where the resumed run stands and what it will do."""
+    from rnnkit.training.checkpoint import load_training_state
+    from rnnkit.training.progress import format_duration
+
+    state = load_training_state(checkpoint)
+    clocks = state.scheduler or {}
+    elapsed = float(clocks.get("elapsed", 0.0))
+    length = clocks.get("schedule_steps")
+    goals = []
+    if config.steps is not None:
+        goals.append(f"{max(0, config.steps - state.step):,} more steps (to step {config.steps:,})")
+    if config.epochs is not None:
+        goals.append(f"to epoch {config.epochs:g}")
+    if config.time_budget is not None:
+        goals.append(f"{format_duration(max(0.0, config.time_budget - elapsed))} more training time "
+                     f"(to {format_duration(config.time_budget)})")
+    how = "more on top, as given" if any(k in given for k in BUDGETS) else "the run's own budget"
+    lr = (f"; the learning rate follows the run's schedule of {length:,} steps" if length else "")
+    return (f"resuming {checkpoint.parent if checkpoint.name == 'checkpoint' else checkpoint} at step "
+            f"{state.step:,} ({format_duration(elapsed)} trained): {', or '.join(goals)}, whichever comes first "
+            f"({how}){lr}")
 
 
 def _check_paths(config: Any) -> None:
@@ -154,21 +224,49 @@ def _check_paths(config: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+    import sys
+
     config, resume = config_from_args(args)
     _check_paths(config)
     check_writable_file(args.json)
     from rnnkit.training.distributed import setup
+    from rnnkit.training.interrupt import SIGNAL_NAMES, exit_code
+    from rnnkit.training.run_dir import claim_run_dir
     from rnnkit.training.tasks import make_task
     from rnnkit.training.trainer import Trainer
 
-    dist = setup()
+    main_rank = os.environ.get("RANK", "0") in ("", "0")
+    if resume is None and main_rank:
+        with user_errors(FLAG_OF):
+            config, note = claim_run_dir(config, overwrite=args.overwrite)
+        if note:
+            print(f"rnnkit train: {note}", file=sys.stderr)
+    elif resume is not None and main_rank:
+        print(f"rnnkit train: {resume_plan(config, resume, _given(args))}", file=sys.stderr)
     with user_errors(FLAG_OF):
+        dist = setup(device=config.device)
         task = make_task(config, dist.rank, dist.world_size)
-    result = Trainer(config, task=task, progress=not args.quiet, dist=dist).fit(resume=resume)
+        trainer = Trainer(config, task=task, progress=not args.quiet, dist=dist, overwrite=args.overwrite)
+    with user_errors(FLAG_OF):
+        result = trainer.fit(resume=resume)
     if dist.is_main:
         write_json(args.json, result.summary)
         if not args.quiet:
             from rnnkit.cli.summary import print_summary
 
             print_summary(result.summary, result.history)
-    return 130 if result.stopped == "interrupted" else 0
+    run_dir = result.summary["run_dir"]
+    if result.stopped == "interrupted":
+        signum = result.extra.get("signal")
+        name = SIGNAL_NAMES.get(signum, "an interrupt") if signum is not None else "an interrupt"
+        if dist.is_main:
+            print(f"rnnkit train: stopped by {name} after step {result.summary['steps']:,}; the checkpoint holds it. "
+                  f"Continue with: rnnkit train --resume {run_dir}", file=sys.stderr)
+        return exit_code(signum) if signum is not None else 130
+    if result.stopped == "diverged":
+        if dist.is_main:
+            print(f"rnnkit train: {result.extra.get('nonfinite', 'a non-finite value')}; stopped, and the last good "
+                  f"checkpoint in {run_dir}/checkpoint is kept (--on-nonfinite skip skips such steps)", file=sys.stderr)
+        return 1
+    return 0

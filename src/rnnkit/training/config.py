@@ -88,7 +88,11 @@ class TrainConfig:
     # so the model also learns to read from a zero state at any point of the text (where sampling starts)
     steps: int | None = 2000  # at most this many optimiser steps; None: no step limit
     epochs: float | None = None  # text: at most this many passes over the training text; None: no limit
-    time_budget: float | None = None  # seconds of wall time for the run; None: no limit
+    time_budget: float | None = None  # seconds of training-loop time for the run; None: no limit. It only stops
+    # a run: the learning-rate schedule follows steps (a time-only run plans its length in steps once, see schedule.py)
+    on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: "stop" the run (the last good checkpoint is kept)
+    # or "skip" the step (no update; the carried state restarts from zero)
+    device: str = "auto"  # "auto" (CUDA when available, else CPU) | "cpu" | "cuda" | "cuda:N"
     # evaluation, stopping, records
     eval_every: int = 10  # evaluate every this many steps (and always at the end); 0: only at the end
     stop_when_solved: bool = True  # stop at the first evaluation where the task counts as solved
@@ -119,6 +123,10 @@ class TrainConfig:
         _number("sampling_rate", self.sampling_rate, low=0.0, high=1.0, high_closed=True)
         _int("max_source_length", self.max_source_length, low=1)
         _int("vocab_size", self.vocab_size, low=5)
+        _choice("on_nonfinite", self.on_nonfinite, ("stop", "skip"), "stop")
+        from rnnkit.training.device import check_device_spec
+
+        check_device_spec(self.device)
         for name in ("hidden_size", "num_layers", "embedding_size", "batch_size", "bptt", "eval_size"):
             _int(name, getattr(self, name), low=1)
         _int("seq_len", self.seq_len, low=2)

@@ -1,4 +1,4 @@
-"""Data-parallel training under ``torchrun``: one process per rank, gloo on CPU (NCCL on GPU).
+"""Data-parallel training under ``torchrun``: one process per rank, gloo on CPU, NCCL on GPU.
 
 ``torchrun --nproc-per-node 2 -m rnnkit.cli train ...`` sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``
 and a rendezvous address in the environment. :func:`setup` then joins the process group and
@@ -26,7 +26,7 @@ from torch import nn
 
 from rnnkit.errors import bad_argument
 
-__all__ = ["DistInfo", "agree_stop", "all_sum", "setup", "teardown", "wrap"]
+__all__ = ["DistInfo", "agree_stop", "all_sum", "backend_for", "setup", "teardown", "wrap"]
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,17 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
                            "launch with torchrun, or unset the variable") from None
 
 
-def setup(env: Mapping[str, str] | None = None) -> DistInfo:
+def backend_for(device: torch.device) -> str:
+    """The process-group backend for ranks computing on ``device``: nccl for CUDA, gloo otherwise."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def setup(env: Mapping[str, str] | None = None, device: str = "auto") -> DistInfo:
     """Read the torchrun environment and, when ``WORLD_SIZE > 1``, join the process group.
 
-    CPU threads are split between the ranks of a machine so they do not oversubscribe the cores.
+    ``device`` is the run's ``--device``: the backend is nccl only when it resolves to CUDA (each
+    rank on its own ``cuda:LOCAL_RANK``), else gloo. CPU threads are split between the ranks of a
+    machine so they do not oversubscribe the cores.
     """
     env = os.environ if env is None else env
     world = _env_int(env, "WORLD_SIZE", 1)
@@ -73,18 +80,27 @@ def setup(env: Mapping[str, str] | None = None) -> DistInfo:
     local_world = _env_int(env, "LOCAL_WORLD_SIZE", world)
     import torch.distributed as dist
 
+    from rnnkit.training.device import resolve_device
+
+    where = resolve_device(device, local_rank)
+    if where.type == "cuda":
+        torch.cuda.set_device(where)
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend_for(where))
     cores = os.cpu_count() or 1
     torch.set_num_threads(max(1, cores // max(1, local_world)))
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, local_world_size=local_world)
 
 
-def wrap(model: nn.Module, info: DistInfo) -> nn.Module:
-    """``model`` in DistributedDataParallel when the run is distributed, else ``model`` itself."""
+def wrap(model: nn.Module, info: DistInfo, device: torch.device | None = None) -> nn.Module:
+    """``model`` in DistributedDataParallel when the run is distributed, else ``model`` itself.
+
+    On CUDA each rank's replica lives on its own device (``device_ids=[device]``).
+    """
     if not info.distributed:
         return model
+    if device is not None and device.type == "cuda":
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device])
     return nn.parallel.DistributedDataParallel(model)
 
 
@@ -94,7 +110,7 @@ def agree_stop(stop: bool, info: DistInfo) -> bool:
         return stop
     import torch.distributed as dist
 
-    flag = torch.tensor([1 if stop else 0], dtype=torch.int32)
+    flag = torch.tensor([1 if stop else 0], dtype=torch.int32, device=_collective_device())
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
 
@@ -105,9 +121,18 @@ def all_sum(value: int, info: DistInfo) -> int:
         return value
     import torch.distributed as dist
 
-    total = torch.tensor([value], dtype=torch.int64)
+    total = torch.tensor([value], dtype=torch.int64, device=_collective_device())
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return int(total.item())
+
+
+def _collective_device() -> torch.device:
+    """Where small all-reduce tensors live: NCCL only reduces CUDA tensors."""
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def teardown(info: DistInfo) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,12 @@ from rnnkit.errors import CheckpointError, bad_argument
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.tasks import step_seed
 
-__all__ = ["CHECKPOINT_DIR", "RESUMABLE_FIELDS", "changed_fields", "config_from_metadata", "encode_carry",
+__all__ = ["CHECKPOINT_DIR", "RESUMABLE_FIELDS", "RunState", "changed_fields", "config_from_metadata", "encode_carry",
            "is_run_dir", "resolve_resume", "restore_run", "save_run"]
 
 RESUMABLE_FIELDS = frozenset({"steps", "epochs", "time_budget", "eval_every", "stop_when_solved", "patience",
-                              "checkpoint_interval", "plot", "tensorboard", "out", "threads"})
+                              "checkpoint_interval", "plot", "tensorboard", "out", "threads", "device",
+                              "on_nonfinite"})
 
 
 def changed_fields(saved: TrainConfig, new: TrainConfig) -> list[str]:
@@ -87,60 +89,101 @@ def encode_carry(carry: Any) -> Any:
     return tuple(t.detach().clone() for t in carry) if isinstance(carry, tuple) else carry.detach().clone()
 
 
-def save_run(trainer: Any, model: nn.Module, optimizer: torch.optim.Optimizer, carry: Any,
+@dataclass
+class RunState:
+    """The trainer's run state: counters, clocks, the schedule's length and the records so far.
+
+    The ``Trainer`` owns one and updates it step by step; :func:`save_run` writes it into the
+    checkpoint and :func:`restore_run` reads it back, so a resumed run continues from exactly
+    where the checkpoint left it.
+
+    Example:
+        >>> state = RunState(step=3, schedule_steps=100)
+        >>> state.step, state.history
+        (3, [])
+    """
+
+    step: int = 0  # optimiser steps taken (skipped non-finite steps included)
+    sequences: int = 0  # training sequences seen, all ranks
+    tokens: int = 0  # training tokens seen, all ranks
+    elapsed: float = 0.0  # seconds in the training loop, all sessions (what the time budget counts)
+    train_seconds: float = 0.0  # of which in training steps (not evaluation or saving)
+    wall_seconds: float = 0.0  # wall time of all sessions, start-up and saving included (>= elapsed)
+    schedule_steps: int | None = None  # the learning-rate schedule's length, fixed once per run (None: not yet)
+    decay_start: int = 0  # the step where the decay starts (a time-only run: where its length was planned)
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per evaluation
+    best: float | None = None  # the best headline metric so far
+    since_best: int = 0  # evaluations since it
+    skipped_steps: int = 0  # steps skipped for a non-finite loss or gradient (--on-nonfinite skip)
+    carry: Any = None  # the recurrent state carried to the next step (text), detached
+
+    def epoch(self, steps_per_epoch: int | None) -> int:
+        """Epochs completed (0 for tasks without epochs)."""
+        return self.step // steps_per_epoch if steps_per_epoch else 0
+
+
+def save_run(state: RunState, config: TrainConfig, task: Any, model: nn.Module, optimizer: torch.optim.Optimizer,
              summary: dict | None) -> Path:
-    """Write ``<run>/checkpoint``: the model, the trainer's state, and the config (+ ``summary`` at the end)."""
+    """Write ``<run>/checkpoint``: the model, the run state, the optimizer, the RNG states, the config
+    (+ ``summary`` at the end)."""
     from rnnkit.models.registry import config_to_json
     from rnnkit.training._state import TrainingState, capture_rng_state
     from rnnkit.training.checkpoint import save
 
-    per_epoch = trainer._task.steps_per_epoch()
-    state = TrainingState(
-        step=trainer.step, epoch=trainer.step // per_epoch if per_epoch else 0, tokens=trainer.tokens,
-        sequences=trainer.sequences, optimizer=optimizer.state_dict(), rng=capture_rng_state(),
-        scheduler={"elapsed": trainer.elapsed, "train_seconds": trainer.train_seconds},
-        data_position={"step": trainer.step, "chunk": trainer.step % per_epoch if per_epoch else None},
-        metrics=trainer.history,
-        extra={"carry": encode_carry(carry), "best": trainer._best, "since_best": trainer._since_best},
+    per_epoch = task.steps_per_epoch()
+    training = TrainingState(
+        step=state.step, epoch=state.epoch(per_epoch), tokens=state.tokens, sequences=state.sequences,
+        optimizer=optimizer.state_dict(), rng=capture_rng_state(),
+        scheduler={"elapsed": state.elapsed, "train_seconds": state.train_seconds, "wall_seconds": state.wall_seconds,
+                   "schedule_steps": state.schedule_steps, "decay_start": state.decay_start},
+        data_position={"step": state.step, "chunk": state.step % per_epoch if per_epoch else None},
+        metrics=state.history,
+        extra={"carry": encode_carry(state.carry), "best": state.best, "since_best": state.since_best,
+               "skipped_steps": state.skipped_steps},
     )
-    config = trainer.config
     metadata = {"train_config": config_to_json(config), "task": config.task, "cell": config.cell}
     if summary is not None:
         metadata["summary"] = summary
-    return save(model, Path(config.run_dir) / CHECKPOINT_DIR, vocab=trainer._task.vocab_json(),
-                training_state=state, metadata=metadata)
+    return save(model, Path(config.run_dir) / CHECKPOINT_DIR, vocab=task.vocab_json(), training_state=training,
+                metadata=metadata)
 
 
-def restore_run(trainer: Any, resume: str | os.PathLike[str], model: nn.Module,
-                optimizer: torch.optim.Optimizer) -> Any:
-    """Load the run at ``resume`` into ``trainer`` (counters, history), ``model`` and ``optimizer``.
+def restore_run(config: TrainConfig, resume: str | os.PathLike[str], model: nn.Module,
+                optimizer: torch.optim.Optimizer, rank: int = 0) -> RunState:
+    """Load the run at ``resume`` into ``model`` and ``optimizer`` (and, on rank 0, the RNG states).
 
-    Returns the carried recurrent state. ValueError if the config differs beyond RESUMABLE_FIELDS.
+    Returns the run state. ValueError if ``config`` differs from the saved one beyond RESUMABLE_FIELDS.
     """
     from rnnkit.training._state import restore_rng_state
     from rnnkit.training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(resolve_resume(resume), training_state=True)  # a resume verifies every file
     saved = config_from_metadata(ckpt.metadata, ckpt.path)
-    changed = changed_fields(saved, trainer.config)
+    changed = changed_fields(saved, config)
     if changed:
         pairs = ", ".join(f"{n}={getattr(saved, n)!r}" for n in changed)
         raise bad_argument("resume", "the run's own settings (only budgets, cadences and --out may change)",
                            f"changes to {', '.join(changed)}", f"keep {pairs}, or start a new run")
-    state = ckpt.training_state
-    if state is None or state.optimizer is None:
+    training = ckpt.training_state
+    if training is None or training.optimizer is None:
         raise bad_argument("resume", "a checkpoint with a training state", str(ckpt.path), "resume a run folder")
+    device = next(model.parameters()).device
     model.load_state_dict(ckpt.model.state_dict())
-    optimizer.load_state_dict(state.optimizer)
-    trainer.step, trainer.sequences, trainer.tokens = state.step, state.sequences, state.tokens
-    trainer.elapsed = float(state.scheduler["elapsed"])
-    trainer.train_seconds = float(state.scheduler["train_seconds"])
-    trainer.history = list(state.metrics)
-    trainer._best = state.extra.get("best")
-    trainer._since_best = int(state.extra.get("since_best", 0))
-    rank = trainer.dist_info.rank
-    if rank == 0 and state.rng is not None:
-        restore_rng_state(state.rng)
+    optimizer.load_state_dict(training.optimizer)
+    clocks, extra = training.scheduler or {}, training.extra
+    length = clocks.get("schedule_steps")
+    carry = extra.get("carry")
+    if carry is not None:
+        carry = tuple(t.to(device) for t in carry) if isinstance(carry, tuple) else carry.to(device)
+    state = RunState(step=training.step, sequences=training.sequences, tokens=training.tokens,
+                     elapsed=float(clocks.get("elapsed", 0.0)), train_seconds=float(clocks.get("train_seconds", 0.0)),
+                     wall_seconds=float(clocks.get("wall_seconds", clocks.get("elapsed", 0.0))),
+                     schedule_steps=None if length is None else int(length),
+                     decay_start=int(clocks.get("decay_start", 0)), history=list(training.metrics),
+                     best=extra.get("best"), since_best=int(extra.get("since_best", 0)),
+                     skipped_steps=int(extra.get("skipped_steps", 0)), carry=carry)
+    if rank == 0 and training.rng is not None:
+        restore_rng_state(training.rng)
     else:  # other ranks' dropout streams are not saved: reseed them from the step
-        torch.manual_seed(step_seed("dropout", trainer.config.seed, rank, trainer.step))
-    return state.extra.get("carry")
+        torch.manual_seed(step_seed("dropout", config.seed, rank, state.step))
+    return state

@@ -1,15 +1,20 @@
 """The ``Trainer``: seeded, resumable training of any task, with records, plots and checkpoints.
 
 One loop serves every task: draw the step's batch, set the scheduled learning rate, forward,
-backward, clip, step; evaluate every ``eval_every`` steps; stop at the first budget reached
-(steps, epochs, time), when solved, or out of patience. Everything the run depends on is a
-function of the config's seed, so two runs with the same config end with bitwise-identical
-weights on the CPU, and a run resumed from its checkpoint ends exactly where the uninterrupted
-run would (the checkpoint stores weights, optimizer moments, counters, elapsed time, the RNG
-states and the carried TBPTT state; the data of step k is a pure function of k).
+backward, check for non-finite values, clip, step; evaluate every ``eval_every`` steps; stop at
+the first budget reached (steps, epochs, time), when solved, or out of patience. Everything the
+run depends on is a function of the config's seed and the step number, never of wall time (the
+learning-rate schedule runs over a length in steps fixed once, see ``schedule.py``), so two runs
+with the same config end with bitwise-identical weights on one machine, and a run resumed from
+any of its checkpoints ends exactly where the uninterrupted run would (the checkpoint stores
+weights, optimizer moments, the ``RunState``, the RNG states and the carried TBPTT state; the
+data of step k is a pure function of k).
 
-Ctrl-C stops the run at the next step boundary, writes a checkpoint and returns with
-``stopped == "interrupted"`` (a second Ctrl-C aborts at once, leaving the last checkpoint).
+A new run never replaces another (see ``run_dir.py``); a checkpoint is written when the run
+starts, at evaluations (at most every ``checkpoint_interval`` seconds), at the end, and when
+SIGINT or SIGTERM stop the run at the next step boundary (``stopped == "interrupted"``). A
+NaN or Inf loss or gradient stops the run (keeping the last good checkpoint) or skips the step,
+as ``on_nonfinite`` says.
 
 Example:
     >>> import tempfile
@@ -36,15 +41,17 @@ from torch import nn
 
 from rnnkit.errors import bad_argument
 from rnnkit.training.config import TrainConfig
+from rnnkit.training.device import resolve_device, to_device
 from rnnkit.training.distributed import DistInfo, agree_stop, all_sum, setup, teardown, wrap
-from rnnkit.training.interrupt import graceful_sigint
+from rnnkit.training.interrupt import SIGNAL_NAMES, StopFlag, stop_signals
 from rnnkit.training.progress import ProgressDisplay
 from rnnkit.training.records import MetricsLog, plot_curves, tensorboard_writer, write_json_atomic
-from rnnkit.training.run_state import CHECKPOINT_DIR, restore_run, save_run
-from rnnkit.training.schedule import LRSchedule
+from rnnkit.training.run_dir import claim_run_dir
+from rnnkit.training.run_state import CHECKPOINT_DIR, RunState, restore_run, save_run
+from rnnkit.training.schedule import LRSchedule, plan_point, plan_steps, schedule_length
 from rnnkit.training.tasks import Task, make_task, step_seed
 
-__all__ = ["TrainResult", "Trainer", "build_optimizer"]
+__all__ = ["TrainResult", "Trainer", "build_optimizer", "nonfinite_gradient"]
 
 PLOT_INTERVAL = 5.0  # seconds: curve.png is redrawn at an evaluation when this long has passed since the last draw
 PLOT_SHARE = 0.05  # ... and when drawing has taken at most this share of the time since (always at the end)
@@ -61,22 +68,26 @@ class TrainResult:
     checkpoint: Path | None  # the checkpoint folder (None on ranks other than 0)
     stopped: str  # "steps" | "epochs" | "time_budget" | "solved" | "patience" | "diverged" | "interrupted"
     solved: bool | None  # whether the last evaluation solved the task (None: the task has no such notion)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # "signal": the signal number that stopped the run
 
 
 @dataclass
 class _Run:
-    """The mutable state of one ``fit`` call besides the trainer's counters."""
+    """The mutable state of one ``fit`` call that is not saved (the saved part is the ``RunState``)."""
 
     model: nn.Module  # the model itself
     net: nn.Module  # what is called: the model, or its DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
-    carry: Any = None  # the recurrent state carried to the next step (text), detached
+    device: torch.device
+    flag: StopFlag = field(default_factory=StopFlag)  # set by SIGINT / SIGTERM
     metrics: dict[str, Any] = field(default_factory=dict)  # the last evaluation's metrics
     stopped: str | None = None  # why the loop ended
+    nonfinite: str | None = None  # what was not finite, and at which step
     in_step: bool = False  # True between drawing a batch and the end of the optimiser step
-    loop_start: float = 0.0  # perf_counter() at the loop's start, minus the time of earlier sessions
+    session_start: float = 0.0  # perf_counter() when fit() began
+    wall_before: float = 0.0  # wall seconds of earlier sessions
+    loop_start: float = 0.0  # perf_counter() at the loop's start, minus the loop time of earlier sessions
     loss_sum: float = 0.0  # training loss summed since the last evaluation
     loss_count: int = 0
     tokens_mark: int = 0  # tokens at the last evaluation
@@ -105,16 +116,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def nonfinite_gradient(model: nn.Module) -> str | None:
+    """``"the gradient of <name>"`` for the first parameter whose gradient holds a NaN or Inf, else None."""
+    for name, parameter in model.named_parameters():
+        if parameter.grad is not None and not bool(torch.isfinite(parameter.grad).all()):
+            return f"the gradient of {name}"
+    return None
+
+
 class Trainer:
     """Train ``config.task`` as ``config`` says; see the module docstring.
 
     ``task`` replaces the task ``config.task`` names (e.g. a ``TextTask`` on an in-memory text);
-    ``callback(trainer)`` runs after every optimiser step (it may call ``request_stop``).
+    ``callback(trainer)`` runs after every optimiser step (it may call ``request_stop``);
+    ``overwrite=True`` lets a new run replace the run its folder holds (else that is refused).
     """
 
     def __init__(self, config: TrainConfig, *, task: Task | None = None, progress: bool = True,
                  progress_file: IO[str] | None = None, callback: Callable[[Trainer], None] | None = None,
-                 dist: DistInfo | None = None) -> None:
+                 dist: DistInfo | None = None, overwrite: bool = False) -> None:
         if not isinstance(config, TrainConfig):
             raise bad_argument("config", "a TrainConfig", config, "build one with make_config(task, ...)")
         self.config = config
@@ -123,42 +143,39 @@ class Trainer:
         self.progress_file = progress_file
         self.callback = callback
         self.dist = dist
-        self.step = 0  # optimiser steps taken
-        self.sequences = 0  # training sequences seen, all ranks
-        self.tokens = 0  # training tokens seen, all ranks
-        self.elapsed = 0.0  # seconds in the training loop (carried over a resume)
-        self.train_seconds = 0.0  # of which in training steps (not evaluation or saving)
-        self.history: list[dict[str, Any]] = []
+        self.overwrite = overwrite
+        self.state = RunState()  # the run's counters and records, owned here, saved by run_state.save_run
         self._stop: str | None = None
+        self.last_lr: float | None = None  # the learning rate of the last step taken
+
+    # the run state, read by callbacks
+    step = property(lambda self: self.state.step, doc="Optimiser steps taken.")
+    sequences = property(lambda self: self.state.sequences, doc="Training sequences seen, all ranks.")
+    tokens = property(lambda self: self.state.tokens, doc="Training tokens seen, all ranks.")
+    elapsed = property(lambda self: self.state.elapsed, doc="Seconds in the training loop, all sessions.")
+    train_seconds = property(lambda self: self.state.train_seconds, doc="Seconds in training steps, all sessions.")
+    history = property(lambda self: self.state.history, doc="One record per evaluation.")
 
     def request_stop(self, reason: str = "interrupted") -> None:
-        """Stop at the next step boundary (what Ctrl-C does); a checkpoint is written."""
+        """Stop at the next step boundary (what SIGINT / SIGTERM do); a checkpoint is written."""
         self._stop = reason
 
     # ------------------------------------------------------------------ checkpoints
-    def _restore(self, resume: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> Any:
-        """Load the run at ``resume`` into this trainer, ``model`` and ``optimizer``; return the carried state."""
-        return restore_run(self, resume, model, optimizer)
-
     def _save(self, run: _Run, final: dict | None) -> Path:
-        return save_run(self, run.model, run.optimizer, run.carry, final)
+        self.state.wall_seconds = run.wall_before + time.perf_counter() - run.session_start
+        return save_run(self.state, self.config, self._task, run.model, run.optimizer, final)
 
     def _epoch(self) -> int:
-        per = self._task.steps_per_epoch()
-        return self.step // per if per else 0
-
-    def _chunk(self) -> int | None:
-        per = self._task.steps_per_epoch()
-        return self.step % per if per else None
+        return self.state.epoch(self._task.steps_per_epoch())
 
     def _budget_reason(self) -> str | None:
-        c = self.config
-        if c.steps is not None and self.step >= c.steps:
+        c, step = self.config, self.state.step
+        if c.steps is not None and step >= c.steps:
             return "steps"
         per = self._task.steps_per_epoch()
-        if c.epochs is not None and per and self.step >= math.ceil(c.epochs * per):
+        if c.epochs is not None and per and step >= math.ceil(c.epochs * per):
             return "epochs"
-        if c.time_budget is not None and self.elapsed >= c.time_budget:
+        if c.time_budget is not None and self.state.elapsed >= c.time_budget:
             return "time_budget"
         return None
 
@@ -166,11 +183,16 @@ class Trainer:
     def fit(self, resume: str | Path | None = None) -> TrainResult:
         """Run the training; ``resume`` is a run folder (or its checkpoint) to continue from."""
         start = time.perf_counter()
-        self.dist_info = self.dist or setup()
+        self.dist_info = self.dist or setup(device=self.config.device)
         self.run_dir = Path(self.config.run_dir)
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise bad_argument("out", "a folder (created if missing)", f"{str(self.run_dir)!r}, an existing file",
                                "pass a folder path, e.g. --out runs/my-run")
+        self._note = None
+        if self.dist_info.is_main and (resume is None or Path(resume).resolve() not in
+                                       (self.run_dir.resolve(), (self.run_dir / CHECKPOINT_DIR).resolve())):
+            self.config, self._note = claim_run_dir(self.config, overwrite=self.overwrite)
+            self.run_dir = Path(self.config.run_dir)
         threads = torch.get_num_threads()
         if not self.dist_info.distributed:  # torchrun ranks split the cores in setup()
             torch.set_num_threads(self.config.threads_for)
@@ -181,134 +203,192 @@ class Trainer:
 
     def _fit(self, resume: str | Path | None, start: float) -> TrainResult:
         c, info = self.config, self.dist_info
-        self.step, self.sequences, self.tokens, self.elapsed, self.train_seconds = 0, 0, 0, 0.0, 0.0
-        self.history, self._stop = [], None
+        device = resolve_device(c.device, info.local_rank)
+        self.device = device
+        self.state, self._stop = RunState(), None
         seed_everything(c.seed)
         self._task = self.task or make_task(c, info.rank, info.world_size)
-        model = self._task.build_model()
+        model = self._task.build_model().to(device)
         optimizer = build_optimizer(c, model)
-        self._best, self._since_best = None, 0
         if info.distributed:  # the same initial weights everywhere (DDP broadcasts them too), per-rank dropout
             torch.manual_seed(step_seed("dropout", c.seed, info.rank, 0))
-        carry = self._restore(resume, model, optimizer) if resume is not None else None
-        run = _Run(model=model, net=wrap(model, info), optimizer=optimizer, carry=carry,
-                   schedule=LRSchedule.from_config(c, self._task.steps_per_epoch()),
-                   metrics={k: v for k, v in self.history[-1].items()} if self.history else {})
+        if resume is not None:
+            self.state = restore_run(c, resume, model, optimizer, info.rank)
+        per_epoch = self._task.steps_per_epoch()
+        if self.state.schedule_steps is None:
+            self.state.schedule_steps = schedule_length(c, per_epoch)
+        state = self.state
+        run = _Run(model=model, net=wrap(model, info, device), optimizer=optimizer, device=device,
+                   schedule=LRSchedule.from_config(c, state.schedule_steps, state.decay_start),
+                   metrics=dict(state.history[-1]) if state.history else {}, session_start=start,
+                   wall_before=state.wall_seconds)
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            run.log = MetricsLog(self.run_dir / "metrics.jsonl", self.history)
+            if resume is None:  # from now on a kill at any moment leaves a loadable checkpoint
+                self._save(run, None)
+            run.log = MetricsLog(self.run_dir / "metrics.jsonl", state.history)
             run.board = tensorboard_writer(self.run_dir / "tensorboard") if c.tensorboard else None
         run.display = ProgressDisplay(total_steps=c.steps, time_budget=c.time_budget, headline=self._task.headline,
                                       enabled=self.show_progress and info.is_main, file=self.progress_file,
                                       description=f"{c.task} {c.cell}")
         run.display.start()
-        run.loop_start = time.perf_counter() - self.elapsed
-        try:
-            with graceful_sigint(self.request_stop):
+        if self._note:
+            run.display.message(self._note)
+        run.loop_start = time.perf_counter() - state.elapsed
+        with stop_signals() as flag:
+            run.flag = flag
+            try:
                 self._loop(run)
-        except KeyboardInterrupt:
-            if run.in_step:  # mid-step: the weights may be half-updated; keep the last checkpoint as it is
-                run.display.stop()
-                raise
-            run.stopped = "interrupted"
-        self.elapsed = time.perf_counter() - run.loop_start
-        if run.stopped != "interrupted" and (run.last_eval_step != self.step or self._task.final_differs):
-            self._evaluate(run, final=True)
-        elif info.is_main and c.plot and self.history:
-            self._plot()
-        run.display.stop()
+            except KeyboardInterrupt:
+                if run.in_step:  # mid-step: the weights may be half-updated; keep the last checkpoint as it is
+                    run.display.stop()
+                    raise
+                run.stopped = "interrupted"
+            state.elapsed = time.perf_counter() - run.loop_start
+            if run.stopped not in ("interrupted", "diverged") and self._final_evaluation_due():
+                self._evaluate(run, final=True)
+            elif info.is_main and c.plot and state.history:
+                self._plot()
+            run.display.stop()
+            return self._finish(run, model)
+
+    def _final_evaluation_due(self) -> bool:
+        """False when the last record already scores this step as a final evaluation would (no duplicates)."""
+        last = self.state.history[-1] if self.state.history else None
+        if last is None or last["step"] != self.state.step:
+            return True
+        return not (last.get("final") or not self._task.final_differs)
+
+    def _finish(self, run: _Run, model: nn.Module) -> TrainResult:
+        info, state = self.dist_info, self.state
         stopped = run.stopped or "steps"
-        solved = self._task.solved(run.metrics) if run.metrics and stopped != "interrupted" else None
-        summary = self._summary(run.metrics, stopped, solved, start, model)
+        solved = self._task.solved(run.metrics) if run.metrics and stopped not in ("interrupted", "diverged") else None
+        summary = self._summary(run.metrics, stopped, solved, run, model)
         checkpoint = None
         if info.is_main:
-            checkpoint = self._save(run, summary)
-            summary["wall_seconds"] = round(time.perf_counter() - start, 3)
+            if stopped == "diverged":  # keep the last good checkpoint as it is
+                checkpoint = self.run_dir / CHECKPOINT_DIR
+            else:
+                checkpoint = self._save(run, summary)
+            summary["wall_seconds"] = round(run.wall_before + time.perf_counter() - run.session_start, 3)
+            summary["session_wall_seconds"] = round(time.perf_counter() - run.session_start, 3)
             write_json_atomic(self.run_dir / "summary.json", summary)
             if run.board is not None:
                 run.board.close()
         teardown(info)
         model.eval()
-        return TrainResult(summary=summary, metrics=run.metrics, history=self.history, model=model,
-                           checkpoint=checkpoint, stopped=stopped, solved=solved)
+        extra = {"signal": run.flag.signum} if run.flag.signum is not None and stopped == "interrupted" else {}
+        if run.nonfinite:
+            extra["nonfinite"] = run.nonfinite
+        return TrainResult(summary=summary, metrics=run.metrics, history=state.history, model=model,
+                           checkpoint=checkpoint, stopped=stopped, solved=solved, extra=extra)
+
+    def _plan(self, run: _Run) -> None:
+        """A time-only run fixes its schedule's length once, from the throughput so far (see schedule.py)."""
+        c, state = self.config, self.state
+        if state.schedule_steps is not None or c.decay == "none" or c.time_budget is None:
+            return
+        if state.step != plan_point(c):
+            return
+        state.schedule_steps = plan_steps(c.time_budget, state.step, state.elapsed)
+        state.decay_start = state.step
+        run.schedule = LRSchedule.from_config(c, state.schedule_steps, state.decay_start)
+        run.display.message(f"{c.task}: {state.step} steps took {state.elapsed:.1f}s; the learning rate decays "
+                            f"over {state.schedule_steps} steps in all (the steps that fit in the time budget)")
 
     def _loop(self, run: _Run) -> None:
         """Optimiser steps until a budget, a stop request or an evaluation ends the run."""
-        c, world = self.config, self.dist_info.world_size
+        c, world, state = self.config, self.dist_info.world_size, self.state
         while True:
-            self.elapsed = time.perf_counter() - run.loop_start
-            reason = run.stopped or self._stop or self._budget_reason()
+            state.elapsed = time.perf_counter() - run.loop_start
+            signalled = "interrupted" if run.flag.signum is not None else None
+            reason = run.stopped or self._stop or signalled or self._budget_reason()
             if agree_stop(reason is not None, self.dist_info):
-                run.stopped = reason or "interrupted"  # another rank stopped (e.g. its Ctrl-C)
+                run.stopped = reason or "interrupted"  # another rank stopped (e.g. its SIGTERM)
                 return
+            self._plan(run)
             t0 = time.perf_counter()
             run.in_step = True
-            batch = self._task.batch(self.step)
-            lr = run.schedule.lr_at(self.step, self.elapsed)
+            batch = to_device(self._task.batch(state.step), run.device)
+            lr = self.last_lr = run.schedule.lr_at(state.step)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
             run.net.train()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.precision_for == "bf16"):
-                loss, carry = self._task.loss(run.net, batch, run.carry)
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.clip_norm is not None:
-                nn.utils.clip_grad_norm_(run.model.parameters(), c.clip_norm)
+            with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=c.precision_for == "bf16"):
+                loss, carry = self._task.loss(run.net, batch, state.carry)
             value = float(loss.detach())
-            if not math.isfinite(value):  # skip the update: the weights stay those of the last good step
-                run.stopped, run.in_step = "diverged", False
-                return
-            run.optimizer.step()
-            run.carry = carry
-            self.step += 1
-            self.sequences += batch.sequences * world  # every rank's batch has batch_size sequences
-            self.tokens += all_sum(batch.tokens, self.dist_info)
+            run.optimizer.zero_grad(set_to_none=True)
+            bad = None if math.isfinite(value) else f"the loss is {value}"
+            if bad is None or self.dist_info.distributed:  # under DDP every rank joins the gradient all-reduce
+                loss.backward()
+                norm = (nn.utils.clip_grad_norm_(run.model.parameters(), c.clip_norm) if c.clip_norm is not None
+                        else nn.utils.get_total_norm([p.grad for p in run.model.parameters() if p.grad is not None]))
+                if bad is None and not bool(torch.isfinite(norm)):
+                    bad = nonfinite_gradient(run.model) or "the gradient norm"
+            if bad is not None:
+                run.nonfinite = f"step {state.step + 1}: {bad}"
+                run.optimizer.zero_grad(set_to_none=True)
+                if c.on_nonfinite == "stop":  # the weights stay those of the last good step
+                    run.stopped, run.in_step = "diverged", False
+                    run.display.message(f"{run.nonfinite}; stopping (--on-nonfinite stop), the last good checkpoint "
+                                        "is kept")
+                    return
+                run.display.message(f"{run.nonfinite}; step skipped (--on-nonfinite skip)")
+                state.skipped_steps += 1
+                state.carry = None  # the state after a non-finite forward pass is not worth carrying
+            else:
+                run.optimizer.step()
+                state.carry = carry
+                run.loss_sum += value
+                run.loss_count += 1
+            state.step += 1
+            state.sequences += batch.sequences * world  # every rank's batch has batch_size sequences
+            state.tokens += all_sum(batch.tokens, self.dist_info)
             run.in_step = False
-            run.loss_sum += value
-            run.loss_count += 1
             now = time.perf_counter()
-            self.train_seconds += now - t0
-            self.elapsed = now - run.loop_start
-            spent = self.train_seconds - run.train_mark
-            run.display.update(step=self.step, elapsed=self.elapsed, train_loss=run.loss_sum / run.loss_count, lr=lr,
-                               tokens_per_second=(self.tokens - run.tokens_mark) / spent if spent > 0 else 0.0)
+            state.train_seconds += now - t0
+            state.elapsed = now - run.loop_start
+            spent = state.train_seconds - run.train_mark
+            run.display.update(step=state.step, elapsed=state.elapsed, lr=lr,
+                               train_loss=run.loss_sum / run.loss_count if run.loss_count else None,
+                               tokens_per_second=(state.tokens - run.tokens_mark) / spent if spent > 0 else 0.0)
             if self.callback is not None:
                 self.callback(self)
-            if c.eval_every and self.step % c.eval_every == 0:
+            if c.eval_every and state.step % c.eval_every == 0:
                 self._evaluate(run, final=False)
 
     def _evaluate(self, run: _Run, final: bool) -> None:
         """Score the held-out data, record it everywhere, and decide on solved / patience stops."""
-        c, main = self.config, self.dist_info.is_main
-        wall = time.perf_counter() - run.loop_start  # up to this evaluation, not including it
+        c, main, state = self.config, self.dist_info.is_main, self.state
+        wall = time.perf_counter() - run.loop_start  # loop time up to this evaluation, not including it
         values = self._task.evaluate(run.net, final=final)
         solved = self._task.solved(values)
-        spent = self.train_seconds - run.train_mark
+        spent = state.train_seconds - run.train_mark
         record: dict[str, Any] = {
-            "step": self.step, "epoch": self._epoch(), "sequences": self.sequences, "tokens": self.tokens,
-            "wall_seconds": round(wall, 3), "train_seconds": round(self.train_seconds, 3),
+            "step": state.step, "epoch": self._epoch(), "sequences": state.sequences, "tokens": state.tokens,
+            "wall_seconds": round(wall, 3), "train_seconds": round(state.train_seconds, 3),
             "lr": run.optimizer.param_groups[0]["lr"],
             "train_loss": run.loss_sum / run.loss_count if run.loss_count else None,
-            "tokens_per_second": (self.tokens - run.tokens_mark) / spent if spent > 0 else None, **values}
+            "tokens_per_second": (state.tokens - run.tokens_mark) / spent if spent > 0 else None, **values}
         if solved is not None:
             record["solved"] = solved
         if final:
             record["final"] = True
-        self.history.append(record)
+        state.history.append(record)
         run.metrics = values
-        run.loss_sum, run.loss_count, run.tokens_mark, run.train_mark = 0.0, 0, self.tokens, self.train_seconds
-        run.last_eval_step = self.step
+        run.loss_sum, run.loss_count, run.tokens_mark, run.train_mark = 0.0, 0, state.tokens, state.train_seconds
+        run.last_eval_step = state.step
         headline = values.get(self._task.headline)
-        if headline is not None and self._task.better(headline, self._best):
-            self._best, self._since_best = headline, 0
+        if headline is not None and self._task.better(headline, state.best):
+            state.best, state.since_best = headline, 0
         else:
-            self._since_best += 1
+            state.since_best += 1
         if main:
             run.log.append(record)
             if run.board is not None:
                 for key, value in record.items():
                     if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
-                        run.board.add_scalar(key, value, self.step)
+                        run.board.add_scalar(key, value, state.step)
             wait = max(PLOT_INTERVAL, run.plot_cost / PLOT_SHARE)
             if c.plot and (final or time.monotonic() - run.last_plot >= wait):
                 before = time.monotonic()
@@ -318,7 +398,7 @@ class Trainer:
         run.display.evaluated(values, final=final)
         if c.stop_when_solved and solved and run.stopped is None:
             run.stopped = "solved"
-        if c.patience is not None and self._since_best >= c.patience and run.stopped is None:
+        if c.patience is not None and state.since_best >= c.patience and run.stopped is None:
             run.stopped = "patience"
         if main and not final and time.monotonic() - run.last_checkpoint >= c.checkpoint_interval:
             self._save(run, None)
@@ -327,24 +407,33 @@ class Trainer:
     def _plot(self) -> None:
         task = self.config.task
         label = {"text": "training characters", "reber": "training words", "embedded-reber": "training words"}
-        plot_curves(self.history, self.run_dir / "curve.png", title=f"{task}, {self.config.cell}",
+        plot_curves(self.state.history, self.run_dir / "curve.png", title=f"{task}, {self.config.cell}",
                     x_key="tokens" if task == "text" else "sequences", x_label=label.get(task, "training sequences"))
 
-    def _summary(self, metrics: dict[str, float], stopped: str, solved: bool | None, start: float,
+    def _summary(self, metrics: dict[str, float], stopped: str, solved: bool | None, run: _Run,
                  model: nn.Module) -> dict[str, Any]:
         from rnnkit.models.registry import config_to_json
 
-        c = self.config
+        c, state = self.config, self.state
         skip = {"step", "epoch", "sequences", "tokens", "wall_seconds", "train_seconds", "lr", "train_loss",
                 "tokens_per_second", "solved"}
-        return {
+        summary = {
             "task": c.task, "cell": c.cell, "checkpoint": str(self.run_dir / CHECKPOINT_DIR),
-            "train_sequences": self.sequences, "train_tokens": self.tokens,
-            "wall_seconds": round(time.perf_counter() - start, 3), "world_size": self.dist_info.world_size,
+            "train_sequences": state.sequences, "train_tokens": state.tokens,
+            "wall_seconds": round(run.wall_before + time.perf_counter() - run.session_start, 3),
+            "world_size": self.dist_info.world_size,
             "metrics": {k: v for k, v in metrics.items() if k not in skip}, "solved": solved, "stopped": stopped,
-            "steps": self.step, "epochs": self._epoch(), "train_seconds": round(self.train_seconds, 3),
-            "tokens_per_second": round(self.tokens / self.train_seconds, 1) if self.train_seconds else None,
-            "precision": c.precision_for,
+            "steps": state.step, "epochs": self._epoch(), "train_seconds": round(state.train_seconds, 3),
+            "loop_seconds": round(state.elapsed, 3), "schedule_steps": state.schedule_steps,
+            "tokens_per_second": round(state.tokens / state.train_seconds, 1) if state.train_seconds else None,
+            "precision": c.precision_for, "device": str(run.device),
             "parameters": sum(p.numel() for p in model.parameters()), "baseline": self._task.baseline(),
             "data": self._task.describe(), "run_dir": str(self.run_dir), "config": config_to_json(c),
         }
+        if state.skipped_steps:
+            summary["skipped_steps"] = state.skipped_steps
+        if run.nonfinite:
+            summary["nonfinite"] = run.nonfinite
+        if run.flag.signum is not None and stopped == "interrupted":
+            summary["signal"] = SIGNAL_NAMES.get(run.flag.signum, str(run.flag.signum))
+        return summary
