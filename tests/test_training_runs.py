@@ -12,7 +12,7 @@ import pytest
 import safetensors.torch
 import torch
 from rnnkit.cli import main
-from rnnkit.training.checkpoint import load_checkpoint
+from rnnkit.checkpoint import load_training_state
 from rnnkit.training.config import make_config
 from rnnkit.training.schedule import LRSchedule
 from rnnkit.training.task_text import TextTask
@@ -142,7 +142,7 @@ def test_a_time_only_run_plans_its_length_once_and_resume_follows_it(tmp_path: P
                                                 steps=None, time_budget=3600.0, warmup_steps=5, eval_every=0,
                                                 plot=False, tensorboard=False, threads=1, out=str(tmp_path)))
     Trainer(config, task=TextTask(config, text=TEXT), progress=False, callback=record).fit()
-    state = load_checkpoint(tmp_path / "checkpoint").training_state
+    state = load_training_state(tmp_path / "checkpoint")
     planned = state.scheduler["schedule_steps"]
     assert state.step == 30 and planned > 30 and state.scheduler["decay_start"] == 20
 
@@ -152,7 +152,7 @@ def test_a_time_only_run_plans_its_length_once_and_resume_follows_it(tmp_path: P
             trainer.request_stop()
 
     Trainer(config, task=TextTask(config, text=TEXT), progress=False, callback=more).fit(resume=tmp_path)
-    assert load_checkpoint(tmp_path / "checkpoint").training_state.scheduler["schedule_steps"] == planned
+    assert load_training_state(tmp_path / "checkpoint").scheduler["schedule_steps"] == planned
     schedule = LRSchedule(lr=config.lr, warmup_steps=5, decay="cosine", min_lr_ratio=config.min_lr_ratio,
                           steps=planned, decay_start=20)
     assert [lrs[k] for k in range(40)] == [schedule.lr_at(k) for k in range(40)]
@@ -200,5 +200,5 @@ def test_the_run_state_is_a_dataclass_the_trainer_owns(tmp_path: Path) -> None:
                       progress=False)
     trainer.fit()
     assert isinstance(trainer.state, RunState) and trainer.state.step == trainer.step == 4
-    saved = load_checkpoint(tmp_path / "checkpoint").training_state
+    saved = load_training_state(tmp_path / "checkpoint")
     assert (saved.step, saved.sequences, saved.scheduler["schedule_steps"]) == (4, trainer.state.sequences, 4)

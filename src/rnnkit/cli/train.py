@@ -163,11 +163,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[Any, Path | None]:
                        f"may be given, but {', '.join(sorted(fixed))} was given. Fix: drop them, or start a new run")
     import dataclasses
 
-    from rnnkit.training.checkpoint import load_checkpoint
+    from rnnkit.checkpoint import load_checkpoint
 
     with user_errors(FLAG_OF):
         checkpoint = resolve_resume(args.resume)
-        ckpt = load_checkpoint(checkpoint)
+        ckpt = load_checkpoint(checkpoint, training_state=True)  # a resume verifies every file
         saved = config_from_metadata(ckpt.metadata, checkpoint)
         out = overrides.pop("out", str(checkpoint.parent) if checkpoint.name == "checkpoint" else saved.run_dir)
         more = {k: overrides.pop(k) for k in BUDGETS if k in overrides}
@@ -191,7 +191,7 @@ def _steps_per_epoch(config: Any) -> int | None:
 
 def resume_plan(config: Any, checkpoint: Path, given: dict[str, Any]) -> str:
     """One line: where the resumed run stands and what it will do."""
-    from rnnkit.training.checkpoint import load_training_state
+    from rnnkit.checkpoint import load_training_state
     from rnnkit.training.progress import format_duration
 
     state = load_training_state(checkpoint)

@@ -18,8 +18,7 @@ Example:
     >>> from rnnkit.training.config import make_config
     >>> root = tempfile.mkdtemp()
     >>> (Path(root) / "runs" / "reber").mkdir(parents=True)
-    >>> (Path(root) / "runs" / "reber" / "summary.json").write_text("{}")
-    3
+    >>> _ = (Path(root) / "runs" / "reber" / "summary.json").write_text("{}")
     >>> config = make_config("reber")
     >>> claimed, note = claim_run_dir(config, base=root)
     >>> claimed.run_dir, note.startswith("runs/reber holds a run")
@@ -32,6 +31,7 @@ import os
 import shutil
 from pathlib import Path
 
+from rnnkit.checkpoint.runs import is_run_dir
 from rnnkit.errors import bad_argument
 from rnnkit.training.config import TrainConfig
 
@@ -43,8 +43,7 @@ RUN_FILES = ("checkpoint", "metrics.jsonl", "summary.json", "curve.png", "tensor
 def holds_run(path: str | os.PathLike[str]) -> bool:
     """True when the folder ``path`` holds a run (a checkpoint, metrics.jsonl or summary.json)."""
     p = Path(path)
-    return p.is_dir() and any((p / name).is_file() for name in ("checkpoint/manifest.json", "metrics.jsonl",
-                                                                 "summary.json"))
+    return p.is_dir() and (is_run_dir(p) or any((p / name).is_file() for name in ("metrics.jsonl", "summary.json")))
 
 
 def clear_run(path: str | os.PathLike[str]) -> None:

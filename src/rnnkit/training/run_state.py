@@ -70,7 +70,7 @@ def resolve_resume(path: str | os.PathLike[str]) -> Path:
 
 def config_from_metadata(metadata: dict | None, where: Path) -> TrainConfig:
     """The ``TrainConfig`` a training checkpoint stores in its metadata; CheckpointError if it has none."""
-    from rnnkit.models.registry import config_from_json
+    from rnnkit.checkpoint import config_from_json
 
     if not isinstance(metadata, dict) or "train_config" not in metadata:
         raise CheckpointError(f"{where}: this checkpoint holds a model but no training run (no train_config in its "
@@ -126,9 +126,7 @@ def save_run(state: RunState, config: TrainConfig, task: Any, model: nn.Module, 
              summary: dict | None) -> Path:
     """Write ``<run>/checkpoint``: the model, the run state, the optimizer, the RNG states, the config
     (+ ``summary`` at the end)."""
-    from rnnkit.models.registry import config_to_json
-    from rnnkit.training._state import TrainingState, capture_rng_state
-    from rnnkit.training.checkpoint import save
+    from rnnkit.checkpoint import TrainingState, capture_rng_state, config_to_json, save
 
     per_epoch = task.steps_per_epoch()
     training = TrainingState(
@@ -154,8 +152,7 @@ def restore_run(config: TrainConfig, resume: str | os.PathLike[str], model: nn.M
 
     Returns the run state. ValueError if ``config`` differs from the saved one beyond RESUMABLE_FIELDS.
     """
-    from rnnkit.training._state import restore_rng_state
-    from rnnkit.training.checkpoint import load_checkpoint
+    from rnnkit.checkpoint import load_checkpoint, restore_rng_state
 
     ckpt = load_checkpoint(resolve_resume(resume), training_state=True)  # a resume verifies every file
     saved = config_from_metadata(ckpt.metadata, ckpt.path)

@@ -412,7 +412,7 @@ class Trainer:
 
     def _summary(self, metrics: dict[str, float], stopped: str, solved: bool | None, run: _Run,
                  model: nn.Module) -> dict[str, Any]:
-        from rnnkit.models.registry import config_to_json
+        from rnnkit.checkpoint import config_to_json
 
         c, state = self.config, self.state
         skip = {"step", "epoch", "sequences", "tokens", "wall_seconds", "train_seconds", "lr", "train_loss",
