@@ -149,11 +149,16 @@ def test_engine_argument_selects_the_backend(engine, ran, skipped):
     assert used.called and not unused.called
 
 
-def test_auto_engine_uses_fused_for_builtin_configurations():
-    layer = rnnkit.GRU(F, H)
-    with mock.patch.object(recurrent_module, "run_cell", wraps=recurrent_module.run_cell) as generic:
-        layer(torch.randn(B, T, F), lengths=LENGTHS)
-    assert not generic.called
+@pytest.mark.parametrize("kind", KINDS)
+def test_auto_engine_runs_the_backend_its_plan_names(kind):
+    """auto picks fused or generic from the measured cost table; the call runs what the plan says."""
+    layer = rnnkit.from_torch(torch_module(kind, 1, False, torch.float32))
+    x = torch.randn(B, T, F)
+    plan = layer.plan(x, lengths=LENGTHS)
+    with mock.patch.object(recurrent_module, "run_cell", wraps=recurrent_module.run_cell) as generic, \
+         mock.patch.object(recurrent_module, "run_fused", wraps=recurrent_module.run_fused) as fused:
+        layer(x, lengths=LENGTHS)
+    assert fused.called == plan.fused and generic.called == (not plan.fused)
 
 
 def test_from_torch_copies_dropout_and_bias_and_training_mode():

@@ -2,17 +2,21 @@
 
 * ``generic`` runs any cell (``rnnkit.engine.generic``; structured cells take a faster loop).
 * ``fused`` runs built-in layer configurations on PyTorch's native RNN kernels
-  (``rnnkit.engine.fused``); layers call :func:`rnnkit.engine.dispatch.choose`.
+  (``rnnkit.engine.fused``).
+
+:func:`rnnkit.engine.dispatch.make_plan` decides between them (and the loop form and dtype
+handling of the generic engine) for layers' ``forward`` and ``step`` and for cell scans.
 """
 from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
+import torch
 from torch import Tensor
 
 from rnnkit.cells.base import Recurrent, Scan
 from rnnkit.engine.bptt import BPTT, GradientTap
-from rnnkit.engine.dispatch import ENGINES, choose
+from rnnkit.engine.dispatch import ENGINES, Plan, check_engine, make_plan
 from rnnkit.engine.generic import scan_stepwise
 from rnnkit.engine.hooks import run_pre_hooks
 from rnnkit.engine.structured import can_run_structured, scan_structured
@@ -20,8 +24,8 @@ from rnnkit.engine.masks import flip_padded, lengths_to_mask, mask_to_lengths, r
 from rnnkit.errors import bad_argument
 
 __all__ = [
-    "BPTT", "ENGINES", "GradientTap", "Scan", "flip_padded", "lengths_to_mask", "mask_to_lengths", "run_cell",
-    "run_pre_hooks", "scan",
+    "BPTT", "ENGINES", "GradientTap", "Plan", "Scan", "flip_padded", "lengths_to_mask", "make_plan",
+    "mask_to_lengths", "run_cell", "run_pre_hooks", "scan",
 ]
 
 
@@ -47,16 +51,32 @@ def scan(
     name = type(cell).__name__
     if run_hooks:
         run_pre_hooks(cell)
-    choose(engine, "a single-cell scan (the fused backend serves rnnkit.RNN/LSTM/GRU layers)", name)
+    check_engine(engine)
     if bptt is not None and not isinstance(bptt, BPTT):
         raise bad_argument("bptt", "None or an rnnkit.engine.BPTT", bptt, "pass bptt=BPTT(truncate=..., ...)")
     B, T = _check_sequences(cell, sequences)
     first = next(iter(sequences.values()))
     mask, _, _ = resolve_mask(mask, lengths, B, T, first.device)
+    contexts = dict(contexts or {})
+    plan = _cell_plan(engine, cell, sequences, contexts, mask, bptt, scope or name)
     states = _initial_states(cell, initial_states or {}, B, first)
     return run_cell(
-        cell, sequences, states, dict(contexts or {}), mask=mask, reverse=reverse,
-        return_initial_states=return_initial_states, bptt=bptt, scope=scope or name,
+        cell, sequences, states, contexts, mask=mask, reverse=reverse,
+        return_initial_states=return_initial_states, bptt=bptt, scope=scope or name, plan=plan,
+    )
+
+
+def _cell_plan(engine: str, cell: Recurrent, sequences: Mapping[str, Tensor], contexts: Mapping[str, Tensor],
+               mask: Tensor | None, bptt: BPTT | None, where: str) -> Plan:
+    """The plan of a single-cell scan (the fused backend serves only rnnkit.RNN/LSTM/GRU layers)."""
+    first = next(iter(sequences.values()))
+    backward = torch.is_grad_enabled() and (any(s.requires_grad for s in sequences.values())
+                                            or any(p.requires_grad for p in cell.parameters()))
+    return make_plan(
+        engine, cell, why_not_fused="a single-cell scan (the fused backend serves rnnkit.RNN/LSTM/GRU layers)",
+        dtype=first.dtype, device=first.device, batch=first.shape[0], lengths=mask is not None,
+        backward=backward, plain_bptt=bptt is None or bptt.is_default,
+        structured=can_run_structured(cell, dict(contexts)), where=where,
     )
 
 
@@ -73,6 +93,7 @@ def run_cell(
     scope: str = "",
     donate: bool = False,
     rebuild: Callable[[], Tensor] | None = None,
+    plan: Plan | None = None,
 ) -> Scan:
     """Run already-validated arguments on the generic backend (layers call this directly).
 
@@ -80,12 +101,15 @@ def run_cell(
     input projection, which nothing else reads); ``rebuild()`` recomputes its values (without a
     graph), which a double backward needs. Without it a double backward of a donated call raises.
 
-    Structured cells take the fast loop of ``rnnkit.engine.structured``; any other cell, and an
-    empty batch, runs step by step under autograd (``rnnkit.engine.generic``).
+    ``plan`` (:func:`rnnkit.engine.dispatch.make_plan`; made here when None) picks the loop:
+    structured cells take the fast loop of ``rnnkit.engine.structured`` in the plan's loop form;
+    any other cell, and an empty batch, runs step by step under autograd (``rnnkit.engine.generic``).
     """
-    if can_run_structured(cell, contexts) and next(iter(sequences.values())).numel() > 0:
-        return scan_structured(cell, sequences["inputs"], dict(states), mask, reverse,
-                               return_initial_states, bptt or BPTT(), scope, donate=donate, rebuild=rebuild)
+    if plan is None:
+        plan = _cell_plan("generic", cell, sequences, contexts, mask, bptt, scope or type(cell).__name__)
+    if plan.loop != "autograd" and can_run_structured(cell, contexts) and next(iter(sequences.values())).numel() > 0:
+        return scan_structured(cell, sequences["inputs"], dict(states), mask, reverse, return_initial_states,
+                               bptt or BPTT(), scope, donate=donate, rebuild=rebuild, plan=plan)
     return scan_stepwise(
         cell, sequences, states, contexts, mask=mask, reverse=reverse,
         return_initial_states=return_initial_states, bptt=bptt, scope=scope,

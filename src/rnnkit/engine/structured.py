@@ -78,6 +78,7 @@ class _Setup:
         self.cell, self.reverse, self.bptt, self.scope, self.donate = cell, reverse, bptt, scope, donate
         self.rebuild = rebuild  # () -> xp's values once the kernel overwrote them (double backward)
         self.param_names: tuple[str, ...] = ()
+        self.plan: Any = None  # rnnkit.engine.dispatch.Plan: the loop form to run (None: decide here)
         self.kernel: Kernel | None = None
         self.mm_dtype: torch.dtype | None = None  # bf16: a bf16 call's per-step matmuls (hybrid kernels)
 
@@ -96,12 +97,14 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
         buf[first] = s
         bufs.append(buf)
     m = None if mask is None else mask.t().unsqueeze(-1)  # (T, B, 1) bool, time order
-    kernel = make_native_kernel(setup.cell, X, W, b, bufs, setup.reverse, setup.bptt.is_default)
+    loop = None if setup.plan is None else setup.plan.loop  # the dispatch plan's loop form
+    kernel = make_native_kernel(setup.cell, X, W, b, bufs, setup.reverse, setup.bptt.is_default) \
+        if loop in (None, "native") else None
     if kernel is not None:
         kernel.run_forward(None if m is None else m.squeeze(-1).float().contiguous())  # type: ignore[attr-defined]
         return kernel, m
-    kernel = make_hybrid_kernel(setup.cell, X, W, b, bufs, setup.reverse, setup.mm_dtype) or \
-        make_kernel(setup.cell, X, W, b, bufs, setup.reverse)
+    kernel = (make_hybrid_kernel(setup.cell, X, W, b, bufs, setup.reverse, setup.mm_dtype)
+              if loop in (None, "hybrid") else None) or make_kernel(setup.cell, X, W, b, bufs, setup.reverse)
     fwd = kernel.fwd
     if m is None:
         for k in range(T):
@@ -243,11 +246,13 @@ def scan_structured(
     scope: str,
     donate: bool = False,
     rebuild: Any = None,
+    plan: Any = None,
 ) -> Scan:
     """Run a structured cell over xp (B, T, G) with the fast loop. See the module docstring.
 
     ``donate=True`` lets the engine overwrite ``xp`` (layers pass their own projection);
     ``rebuild()`` then recomputes its values, for a double backward (``rnnkit.engine.double``).
+    ``plan`` (``rnnkit.engine.dispatch.Plan``) fixes the loop form and the dtype handling.
     """
     init = tuple(states0[name] for name in cell.states)
     named = extra_params(cell)
@@ -257,7 +262,7 @@ def scan_structured(
             bptt.tap._start(f"{scope}/{name}", xp.shape[1])
     W, b = cell.weight, cell.bias
     io_dtype = xp.dtype
-    if _upcast(cell, xp):
+    if _upcast(cell, xp) if plan is None else plan.compute_dtype != xp.dtype:
         # bfloat16 on CPU: eager bf16 ops are slow and the C loops are float32, so the recurrence
         # runs in float32 (as oneDNN's bf16 LSTM does inside its kernel) and the results are
         # rounded to bfloat16; the casts are differentiable, so gradients come back in bf16.
@@ -267,6 +272,7 @@ def scan_structured(
         init = tuple(s.float() for s in init)
     setup = _Setup(cell, reverse, bptt, scope, donate, rebuild)
     setup.param_names = tuple(n for n, _ in named)
+    setup.plan = plan
     if io_dtype != xp.dtype:
         setup.mm_dtype = io_dtype
     needs_grad = torch.is_grad_enabled() and any(

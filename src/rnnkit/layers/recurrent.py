@@ -25,7 +25,7 @@ from rnnkit.cells import ACTIVATIONS, ElmanCell, GRUCell, LSTMCell
 from rnnkit.cells.structured import Structured
 from rnnkit.checkpoint.registry import register_model
 from rnnkit.engine import BPTT, run_cell
-from rnnkit.engine.dispatch import check_engine, choose
+from rnnkit.engine.dispatch import Plan, check_engine, make_plan
 from rnnkit.engine.fused import run_fused
 from rnnkit.engine.gemm import linear
 from rnnkit.engine.hooks import run_pre_hooks
@@ -223,8 +223,8 @@ class RecurrentLayer(nn.Module):
         if bptt is not None and not isinstance(bptt, BPTT):
             raise bad_argument("bptt", "None or an rnnkit.engine.BPTT", bptt, "pass bptt=BPTT(...)")
         run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
-        backend = choose(self.engine, self.why_not_fused(bptt, prefix, x.dtype), type(self).__name__)
-        if backend == "fused":
+        plan = self._plan(x, lens, prefix, bptt, step=False)
+        if plan.fused:
             if lens is not None and (lens.numel() == 0 or int(lens.min()) == T):
                 lens = None  # every sequence is full: no packing needed
             y, finals = run_fused(
@@ -235,7 +235,7 @@ class RecurrentLayer(nn.Module):
         else:
             if mask is None and lens is not None:
                 mask = lengths_to_mask(lens, T, x.device)
-            y, finals = self._forward_generic(x, hx, mask, bptt)
+            y, finals = self._forward_generic(x, hx, mask, bptt, plan)
         return y, (finals if self.kind == "lstm" else finals[0])
 
     def step(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -251,7 +251,7 @@ class RecurrentLayer(nn.Module):
             raise bad_argument("x", f"a 2-D tensor (B, {self.input_size}) for one step", x, "pass x[:, t]")
         hx = self._check_state(state, x.shape[0], x)
         run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
-        if self.engine != "generic" and self.why_not_fused(None, True, x.dtype) is None:
+        if self._plan(x, None, True, None, step=True).fused:
             y, finals = run_fused(
                 self.fused_kind, x.unsqueeze(1), hx, self.flat_weights(), has_biases=self.config.bias,
                 num_layers=self.num_layers, dropout=self.config.dropout, training=self.training,
@@ -273,6 +273,34 @@ class RecurrentLayer(nn.Module):
             finals = tuple(torch.stack(f, dim=0) for f in finals_list)  # (L, B, H)
         return y, (finals if self.kind == "lstm" else finals[0])
 
+    def plan(self, x: Tensor, lengths: Tensor | Sequence[int] | None = None, *, mask: Tensor | None = None,
+             bptt: BPTT | None = None) -> Plan:
+        """The dispatch plan a call with these arguments runs (backend, loop form, dtype, reasons).
+
+        ``x`` (B, T, F) plans ``forward``; a 2-D ``x`` (B, F) plans ``step``. Nothing is computed.
+
+            >>> import torch, rnnkit
+            >>> print(rnnkit.LSTM(4, 8, engine="fused").plan(torch.randn(2, 5, 4)).backend)
+            fused
+        """
+        if isinstance(x, Tensor) and x.dim() == 2:
+            return self._plan(x, None, True, None, step=True)
+        self._check_input(x)
+        B, T, _ = x.shape
+        _, lens, prefix = resolve_mask(mask, lengths, B, T, x.device)
+        return self._plan(x, lens, prefix, bptt, step=False)
+
+    def _plan(self, x: Tensor, lens: Tensor | None, prefix: bool, bptt: BPTT | None, step: bool) -> Plan:
+        """One call's plan (rnnkit.engine.dispatch.make_plan). ``lens`` (B,) CPU or None."""
+        B, T = x.shape[0], (1 if step else x.shape[1])
+        cell = self.layers[0].fwd.cell
+        return make_plan(
+            self.engine, cell, why_not_fused=self.why_not_fused(bptt, prefix, x.dtype), dtype=x.dtype,
+            device=x.device, batch=B, lengths=lens is not None and lens.numel() > 0 and int(lens.min()) < T,
+            backward=torch.is_grad_enabled() and (x.requires_grad or cell.weight.requires_grad),
+            plain_bptt=bptt is None or bptt.is_default, step=step, where=type(self).__name__,
+        )
+
     @property
     def fused_kind(self) -> str:
         kind = self.layers[0].fwd.cell.fused_kind
@@ -281,7 +309,7 @@ class RecurrentLayer(nn.Module):
         return kind
 
     def _forward_generic(
-        self, x: Tensor, hx: tuple[Tensor, ...], mask: Tensor | None, bptt: BPTT | None
+        self, x: Tensor, hx: tuple[Tensor, ...], mask: Tensor | None, bptt: BPTT | None, plan: Plan | None = None
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         D = self.num_directions
         finals: list[list[Tensor]] = [[] for _ in self.state_names]
@@ -300,7 +328,7 @@ class RecurrentLayer(nn.Module):
                 scope = f"layer{index}.{'bwd' if d else 'fwd'}"
                 result = run_cell(direction.cell, {"inputs": xp}, init, {}, mask=mask, reverse=d == 1,
                                   bptt=bptt, scope=scope, donate=True,
-                                  rebuild=_rebuild(inp_t, direction.input.weight, direction.input.bias))
+                                  rebuild=_rebuild(inp_t, direction.input.weight, direction.input.bias), plan=plan)
                 outs.append(result.outputs["h"])  # (B, T, H)
                 for i, name in enumerate(self.state_names):
                     finals[i].append(result.final[name])

@@ -1,0 +1,85 @@
+"""The measured cost table behind ``engine="auto"``: fused or generic, whichever ran faster here.
+
+``benchmarks/calibrate_auto.py`` times the fused backend (PyTorch's native kernels) against the
+generic engine on this machine and writes ``auto_costs.json`` beside this module; the package
+ships it, so nothing is timed at import or at call time. A call is looked up by its key
+
+    (cell kind, dtype, device type, batch-size bucket, lengths or not, fwd or fwd+bwd)
+
+and ``auto`` takes the backend with the smaller measured median. Keys the table lacks fall back
+to the nearest measured batch bucket of the same cell, dtype, device, lengths and mode, and
+otherwise to fused. CUDA devices always keep fused: cuDNN is fast and nothing was measured on a
+GPU here.
+
+    >>> from rnnkit.engine.costs import batch_bucket, cost_key
+    >>> batch_bucket(1), batch_bucket(3), batch_bucket(32)
+    ('1', '2-4', '17-64')
+    >>> cost_key("gru", "float32", "cpu", 32, True, True)
+    'gru|float32|cpu|17-64|lengths|fwd+bwd'
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["BUCKETS", "Measured", "TABLE_PATH", "batch_bucket", "cost_key", "load_table", "lookup"]
+
+TABLE_PATH = Path(__file__).with_name("auto_costs.json")
+BUCKETS = (("1", 1, 1), ("2-4", 2, 4), ("5-16", 5, 16), ("17-64", 17, 64), ("65+", 65, 1 << 62))
+KIND_ROWS = {"rnn_tanh": "rnn", "rnn_relu": "rnn", "lstm": "lstm", "gru": "gru"}  # relu shares tanh's rows
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One row of the table: the medians (seconds) of both backends at a measured size."""
+
+    key: str
+    fused_s: float
+    generic_s: float
+    size: str  # the measured (B, T, I, H), e.g. "B=32 T=256 I=128 H=256"
+    exact: bool  # False when the row comes from the nearest bucket
+
+    @property
+    def faster(self) -> str:
+        return "generic" if self.generic_s < self.fused_s else "fused"
+
+
+def batch_bucket(batch: int) -> str:
+    for name, low, high in BUCKETS:
+        if low <= batch <= high:
+            return name
+    return BUCKETS[0][0]  # B = 0: an empty batch, any backend
+
+
+def cost_key(kind: str, dtype: str, device: str, batch: int, lengths: bool, backward: bool) -> str:
+    """The table key of a call (``kind`` is a cell's ``fused_kind``, ``dtype`` e.g. "float32")."""
+    return "|".join((KIND_ROWS.get(kind, kind), dtype, device, batch_bucket(batch),
+                     "lengths" if lengths else "full", "fwd+bwd" if backward else "fwd"))
+
+
+@lru_cache(maxsize=4)
+def load_table(path: str = str(TABLE_PATH)) -> dict:
+    """The shipped table ({"meta": ..., "rows": {key: {...}}}); empty rows if the file is absent."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {"meta": {}, "rows": {}}
+
+
+def lookup(key: str, table: dict | None = None) -> Measured | None:
+    """The measured row for ``key``, else the nearest batch bucket's, else None."""
+    rows = (table if table is not None else load_table())["rows"]
+    parts = key.split("|")
+    names = [b[0] for b in BUCKETS]
+    want = names.index(parts[3]) if parts[3] in names else 0
+    for distance in range(len(names)):
+        for index in (want + distance, want - distance):  # larger bucket first at a tie
+            if 0 <= index < len(names):
+                probe = "|".join(parts[:3] + [names[index]] + parts[4:])
+                row = rows.get(probe)
+                if row is not None:
+                    return Measured(key, float(row["fused_s"]), float(row["generic_s"]), str(row.get("size", "")),
+                                    distance == 0)
+    return None

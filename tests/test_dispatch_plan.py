@@ -1,0 +1,170 @@
+"""The one dispatch plan (issue 9 item 3) and the measured ``auto`` (item 4).
+
+* ``make_plan`` decides backend, loop form and dtype handling; ``layer.plan(x)`` shows it;
+* ``forward`` and ``step`` obey it: the kernels that run are the plan's, and ``engine="fused"``
+  raises in ``step`` with the same message as in ``forward``;
+* it logs its reasons once, at debug level;
+* ``auto`` follows the cost table (fused on CUDA), and whichever it picks equals torch.nn.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from unittest import mock
+
+import pytest
+import torch
+from torch import nn
+
+import rnnkit
+import rnnkit.engine.structured as structured
+import rnnkit.layers.recurrent as recurrent_module
+from rnnkit.engine import costs, dispatch
+from rnnkit.engine.dispatch import Plan, make_plan
+from rnnkit.engine.native import library
+
+needs_c = pytest.mark.skipif(library() is None, reason="no C compiler: the native loops are absent")
+
+
+def test_plan_is_a_frozen_named_record_with_reasons():
+    plan = rnnkit.LSTM(4, 8, engine="generic").plan(torch.randn(2, 5, 4))
+    assert isinstance(plan, Plan)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.backend = "fused"  # type: ignore[misc]
+    assert plan.backend in dispatch.BACKENDS and plan.loop in dispatch.LOOPS
+    assert {k for k, _ in plan.reasons} == {"backend", "loop", "dtype"}
+    assert "engine='generic' was requested" in plan.reason("backend")
+    assert "generic-compiled" in str(plan)
+
+
+@needs_c
+@pytest.mark.parametrize("batch,dtype,loop,compute", [
+    (2, torch.float32, "native", torch.float32),
+    (8, torch.float32, "hybrid", torch.float32),
+    (8, torch.float64, "eager", torch.float64),
+    (8, torch.bfloat16, "hybrid", torch.float32),
+])
+def test_forward_runs_the_kernel_the_plan_names(batch, dtype, loop, compute):
+    layer = rnnkit.GRU(3, 5, engine="generic").to(dtype)
+    x = torch.randn(batch, 4, 3, dtype=dtype)
+    plan = layer.plan(x)
+    assert (plan.backend, plan.loop, plan.compute_dtype) == ("generic-compiled", loop, compute)
+    seen = {}
+    for name in ("make_native_kernel", "make_hybrid_kernel", "make_kernel"):
+        seen[name] = mock.patch.object(structured, name, wraps=getattr(structured, name))
+    with seen["make_native_kernel"] as native, seen["make_hybrid_kernel"] as hybrid, seen["make_kernel"] as eager:
+        layer(x)
+    ran = {"native": native.called and not hybrid.called, "hybrid": hybrid.called and not native.called,
+           "eager": eager.called and not native.called and not hybrid.called}
+    assert ran[loop], f"plan says {loop}: native={native.called} hybrid={hybrid.called} eager={eager.called}"
+
+
+@needs_c
+def test_engine_obeys_a_given_plan_and_results_agree():
+    """A plan that says eager runs the eager kernel even where the C loop could run; same numbers."""
+    from rnnkit.engine import run_cell
+
+    cell = rnnkit.cells.LSTMCell(4)
+    xp = torch.randn(2, 6, 16)
+    init = {"h": torch.zeros(2, 4), "c": torch.zeros(2, 4)}
+    native_plan = make_plan("generic", cell, why_not_fused=None, dtype=torch.float32, device="cpu", batch=2)
+    assert native_plan.loop == "native"
+    eager_plan = dataclasses.replace(native_plan, loop="eager")
+    with mock.patch.object(structured, "make_native_kernel", wraps=structured.make_native_kernel) as native:
+        eager = run_cell(cell, {"inputs": xp}, init, {}, mask=None, reverse=False, plan=eager_plan)
+    assert not native.called
+    ref = run_cell(cell, {"inputs": xp}, init, {}, mask=None, reverse=False, plan=native_plan)
+    torch.testing.assert_close(eager.outputs["h"], ref.outputs["h"], atol=1e-6, rtol=1e-5)
+
+
+def test_fused_engine_raises_in_step_exactly_as_in_forward():
+    layer = rnnkit.LSTM(3, 4, engine="fused", peepholes=True)
+    with pytest.raises(ValueError) as in_forward:
+        layer(torch.randn(2, 5, 3))
+    with pytest.raises(ValueError) as in_step:
+        layer.step(torch.randn(2, 3))
+    assert str(in_step.value) == str(in_forward.value)
+    assert "peepholes" in str(in_step.value) and "engine='generic'" in str(in_step.value)
+
+
+@pytest.mark.parametrize("engine,fused", [("fused", True), ("generic", False), ("auto", True)])
+def test_step_obeys_the_plan(engine, fused):
+    layer = rnnkit.GRU(3, 4, engine=engine)
+    x = torch.randn(2, 3)
+    plan = layer.plan(x)
+    assert plan.fused == fused and (plan.loop == "fused" if fused else plan.loop == "step")
+    with mock.patch.object(recurrent_module, "run_fused", wraps=recurrent_module.run_fused) as run_fused:
+        y, h = layer.step(x)
+    assert run_fused.called == fused
+    ref = nn.GRU(3, 4, batch_first=True)
+    with torch.no_grad():
+        for ours, theirs in zip(layer.flat_weights(), [w for ws in ref.all_weights for w in ws], strict=True):
+            theirs.copy_(ours)
+    torch.testing.assert_close(y, ref(x.unsqueeze(1))[0][:, 0], atol=1e-6, rtol=1e-5)
+
+
+def test_plan_logs_its_reason_once_at_debug_level(caplog):
+    dispatch._plan.cache_clear()
+    dispatch._said.clear()
+    layer = rnnkit.RNN(3, 4, engine="generic", nonlinearity="relu")
+    x = torch.randn(3, 5, 3)
+    with caplog.at_level(logging.DEBUG, logger="rnnkit.engine"):
+        layer(x)
+        layer(x)
+        layer(x)
+    records = [r for r in caplog.records if r.name == "rnnkit.engine"]
+    assert len(records) == 1 and records[0].levelno == logging.DEBUG
+    assert "engine='generic' was requested" in records[0].getMessage()
+
+
+def _table(faster: str) -> dict:
+    rows = {}
+    for bucket in ("1", "2-4", "5-16", "17-64", "65+"):
+        for lengths in ("full", "lengths"):
+            for mode in ("fwd", "fwd+bwd"):
+                key = f"gru|float32|cpu|{bucket}|{lengths}|{mode}"
+                rows[key] = {"fused_s": 1.0 if faster == "fused" else 2.0,
+                             "generic_s": 2.0 if faster == "fused" else 1.0, "size": "test"}
+    return {"meta": {}, "rows": rows}
+
+
+@pytest.mark.parametrize("faster", ["fused", "generic"])
+def test_auto_follows_the_measured_table(faster):
+    dispatch._plan.cache_clear()
+    with mock.patch.object(costs, "load_table", return_value=_table(faster)):
+        plan = rnnkit.GRU(3, 4).plan(torch.randn(2, 5, 3), lengths=torch.tensor([5, 2]))
+        cuda = make_plan("auto", rnnkit.cells.GRUCell(4), why_not_fused=None, dtype=torch.float32,
+                         device="cuda", batch=2)
+    dispatch._plan.cache_clear()
+    assert plan.fused == (faster == "fused")
+    assert "measured" in plan.reason("backend") and "gru|float32|cpu|2-4|lengths" in plan.reason("backend")
+    assert cuda.fused and "not measured on a GPU" in cuda.reason("backend")
+
+
+def test_cost_table_lookup_takes_the_nearest_batch_bucket():
+    table = {"meta": {}, "rows": {"lstm|float32|cpu|17-64|full|fwd": {"fused_s": 1.0, "generic_s": 3.0,
+                                                                      "size": "B=32"}}}
+    row = costs.lookup(costs.cost_key("lstm", "float32", "cpu", 100, False, False), table)
+    assert row is not None and not row.exact and row.faster == "fused"
+    assert costs.lookup(costs.cost_key("gru", "float32", "cpu", 100, False, False), table) is None
+
+
+def test_shipped_table_covers_the_suite_grid():
+    rows = costs.load_table()["rows"]
+    for kind in ("lstm", "gru", "rnn"):
+        for bucket in ("1", "5-16", "17-64"):
+            for lengths in ("full", "lengths"):
+                for mode in ("fwd", "fwd+bwd"):
+                    assert f"{kind}|float32|cpu|{bucket}|{lengths}|{mode}" in rows
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_auto_equals_torch_nn_whatever_it_picks(kind):
+    module = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind](3, 5, batch_first=True)
+    layer = rnnkit.from_torch(module, engine="auto")
+    x = torch.randn(4, 6, 3)
+    lengths = torch.tensor([6, 3, 5, 1])
+    y, _ = layer(x, lengths=lengths)
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    ref, _ = nn.utils.rnn.pad_packed_sequence(module(packed)[0], batch_first=True, total_length=6)
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
