@@ -132,12 +132,16 @@ def user_errors(rename: dict[str, str] | None = None) -> Iterator[None]:
     """Turn the ValueErrors (bad_argument, CheckpointError) and OSErrors of input preparation into CLIError.
 
     ``rename`` maps the argument a message starts with (``"hidden_size: ..."``) to the flag the user
-    typed (``"--hidden: ..."``).
+    typed (``"--hidden: ..."``); a fix given in flags (``BadArgument.cli_fix``) replaces the
+    library's, which may name Python arguments that have no flag.
     """
     try:
         yield
     except (ValueError, OSError) as error:
         text = one_line(str(error))
+        cli_fix = getattr(error, "cli_fix", None)
+        if cli_fix:  # the library's fix names Python arguments; say it in flags
+            text = text.rpartition(" Fix: ")[0] + f" Fix: {cli_fix}"
         head, sep, rest = text.partition(": ")
         if sep and rename and head in rename:
             text = f"{rename[head]}: {rest}"

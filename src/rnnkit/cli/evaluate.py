@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   rnnkit eval runs/embedded-reber                  # the run folder or its checkpoint/ folder
   rnnkit eval runs/shakespeare --data other.txt --json eval.json
   rnnkit eval runs/reber --data words.txt          # one Reber word per line
+  rnnkit eval runs/shakespeare --data other.txt --unk   # other.txt holds characters the model never saw
 """
 
 
@@ -33,6 +34,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", type=Path, help="a run folder or a checkpoint folder")
     parser.add_argument("--data", metavar="PATH", type=Path, default=None,
                         help="text to score (text models) or words, one per line (Reber models)")
+    parser.add_argument("--unk", action="store_true",
+                        help="text models: score a --data file that holds characters the model never saw; they "
+                             "map to <unk> if the vocabulary has one, else they are left out (and counted)")
     add_json_argument(parser)
     return parser
 
@@ -52,7 +56,22 @@ def _reber_words(path: Path, embedded: bool) -> list[str]:
     return words
 
 
-def evaluate_checkpoint(checkpoint: Path, data: Path | None) -> dict[str, Any]:
+def _known_ids(vocab: Any, text: str) -> tuple[Any, int]:
+    """Ids of ``text`` with unseen characters mapped to ``<unk>`` (a vocabulary with one) or left out."""
+    import numpy as np
+    import torch
+
+    from rnnkit.data.vocab import Vocab
+
+    mapper = Vocab(vocab.chars, "unk")  # same ids for known characters; unseen ones -> len(chars)
+    ids = mapper.encode_numpy(text)  # (N,)
+    unseen = ids == len(vocab.chars)  # (N,)
+    if vocab.unknown != "unk":
+        ids = ids[~unseen]
+    return torch.from_numpy(np.ascontiguousarray(ids)), int(unseen.sum())
+
+
+def evaluate_checkpoint(checkpoint: Path, data: Path | None, unk: bool = False) -> dict[str, Any]:
     """The summary ``rnnkit eval`` prints and writes; CLIError on bad input."""
     from rnnkit.data.vocab import Vocab
     from rnnkit.training.checkpoint import load_checkpoint
@@ -73,9 +92,21 @@ def evaluate_checkpoint(checkpoint: Path, data: Path | None) -> dict[str, Any]:
         if data is not None:
             from rnnkit.data.text import read_text
 
+            unseen = None
             with user_errors({"path": "--data", "text": "--data"}):
-                ids = vocab.encode(read_text(data)) if vocab is not None else make_task(config).vocab.encode(
-                    read_text(data))
+                vocab = vocab if vocab is not None else make_task(config).vocab
+                text = read_text(data)
+                if unk:
+                    ids, unseen = _known_ids(vocab, text)
+                else:
+                    try:
+                        ids = vocab.encode(text)
+                    except ValueError as error:
+                        error.cli_fix = "pass --unk to score the text without the characters the model never saw"
+                        raise
+            if unseen is not None:
+                summary["unseen_characters"] = unseen
+                summary["unseen_handling"] = "<unk>" if vocab.unknown == "unk" else "left out"
             if len(ids) < 2:
                 raise CLIError(f"--data: expected at least 2 characters to score, found {len(ids)} in {data}")
             where = f"{data} (whole text, one stream)"
@@ -97,7 +128,10 @@ def evaluate_checkpoint(checkpoint: Path, data: Path | None) -> dict[str, Any]:
             words = _reber_words(data, task.embedded)
         from rnnkit.data import reber
 
+        from rnnkit.training.task_reber import sample_validity
+
         metrics = task.evaluate_words(model, reber.encode(words, task.embedded))
+        metrics["sample_validity"] = sample_validity(model, task.grammar)  # solved includes generation
         summary.update(data=f"{data} ({len(words)} words)", metrics=metrics)
     else:
         summary.update(data=task.describe(), metrics=task.evaluate(model, final=True))
@@ -118,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None and not args.data.exists():
         raise CLIError(f"--data: expected an existing file or folder, but {str(args.data)!r} does not exist. "
                        "Fix: check the path")
-    summary = evaluate_checkpoint(args.checkpoint, args.data)
+    summary = evaluate_checkpoint(args.checkpoint, args.data, unk=args.unk)
     write_json(args.json, summary)
     if str(args.json) != "-":
         from rnnkit.cli.summary import console, metrics_table
@@ -127,4 +161,7 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"[bold]{summary['task']}[/bold] {summary['cell']} model ({summary['parameters']:,} parameters) "
                   f"from {summary['checkpoint']}\non {summary['data']}")
         out.print(metrics_table(summary["metrics"]))
+        if summary.get("unseen_characters"):
+            out.print(f"{summary['unseen_characters']:,} character(s) the model never saw: "
+                      f"{summary['unseen_handling']}")
     return 0

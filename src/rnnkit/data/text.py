@@ -43,6 +43,7 @@ __all__ = [
     "TextStream",
     "Vocab",
     "default_corpus",
+    "guess_encoding",
     "read_text",
     "split",
     "text_files",
@@ -90,7 +91,8 @@ def read_text(path: str | os.PathLike[str], *, extensions: Sequence[str] = (".tx
         others = sum(len(names) for _, _, names in os.walk(target))
         raise bad_argument("path", f"a folder holding files ending in {', '.join(_normalise_extensions(extensions))}",
                            f"{target} with {others} other file(s) and no such file",
-                           "add text files, or pass extensions=(...) naming the ones you have")
+                           "add text files, or pass extensions=(...) naming the ones you have",
+                           cli_fix="put .txt files in the folder, or pass one text file to --data")
     texts = [_decode_file(f) for f in files]
     if not any(texts):
         raise bad_argument("path", "text files with some text", f"{len(files)} empty file(s) in {target}",
@@ -117,7 +119,8 @@ def split(data: S, val_fraction: float = 0.1) -> tuple[S, S]:
     n_train = int(n * (1 - val_fraction))
     if n_train < 1 or (val_fraction > 0 and n_train == n):
         raise bad_argument("data", f"enough items for a {val_fraction:g} validation split", f"{n} item(s)",
-                           "use a longer corpus or a different val_fraction")
+                           "use a longer corpus or a different val_fraction",
+                           cli_fix="pass a longer text to --data (the last 10% is held out for validation)")
     return data[:n_train], data[n_train:]
 
 
@@ -169,12 +172,47 @@ def _normalise_extensions(extensions: Sequence[str]) -> tuple[str, ...]:
     return tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
 
 
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"), (b"\xff\xfe", "UTF-16LE"),
+         (b"\xfe\xff", "UTF-16BE"))  # longest first: the UTF-32LE mark starts with UTF-16LE's
+
+
+def guess_encoding(data: bytes) -> str | None:
+    """The encoding a byte-order mark (or a NUL-byte pattern) announces for bytes that are not UTF-8.
+
+    Example:
+        >>> guess_encoding("hi".encode("utf-16")), guess_encoding("hé".encode("latin-1"))
+        ('UTF-16LE', None)
+    """
+    for mark, name in _BOMS:
+        if data.startswith(mark):
+            return name
+    head = data[:4096]
+    if len(head) >= 4 and head.count(0) >= len(head) // 4:  # ASCII text in UTF-16 has a NUL in every pair
+        return "UTF-16LE" if head[1::2].count(0) > head[0::2].count(0) else "UTF-16BE"
+    return None
+
+
 def _decode_file(path: Path) -> str:
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
+        encoding = guess_encoding(data)
+        if encoding is not None:
+            marked = any(data.startswith(mark) for mark, _ in _BOMS)
+            source = encoding.rstrip("LEB") if marked else encoding  # iconv reads the mark itself
+            raise bad_argument("path", "UTF-8 text", f"{path}, which looks like {encoding} "
+                               f"({'it starts with a byte-order mark' if marked else 'NUL bytes between characters'})",
+                               f"convert it to UTF-8, e.g. iconv -f {source} -t UTF-8 {path} > "
+                               f"{path.stem}.utf8{path.suffix}") from None
         bad = data[err.start:err.end].hex(" ")
         raise bad_argument("path", "UTF-8 text", f"{path}: byte(s) {bad} at byte offset {err.start} "
-                           f"({err.reason})", "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+                           f"({err.reason})", "convert the file to UTF-8 from its encoding, e.g. iconv -f cp1252 "
+                           "-t UTF-8 (check the encoding with: file -i)") from None
+    if "\x00" in text[:4096]:  # valid UTF-8 but NUL bytes: a UTF-16 file of ASCII text without a mark?
+        encoding = guess_encoding(data)
+        if encoding is not None:
+            raise bad_argument("path", "UTF-8 text", f"{path}, which looks like {encoding} (NUL bytes between "
+                               "characters)", f"convert it to UTF-8, e.g. iconv -f {encoding} -t UTF-8 {path} > "
+                               f"{path.stem}.utf8{path.suffix}")
     return text[1:] if text.startswith("\ufeff") else text

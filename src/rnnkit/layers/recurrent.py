@@ -353,8 +353,10 @@ class RecurrentLayer(nn.Module):
             raise bad_argument("x", "at least one time step (T >= 1)", x, "pass a non-empty sequence")
         weight = self.layers[0].fwd.input.weight
         if x.dtype != weight.dtype:
-            raise bad_argument("x", f"dtype {weight.dtype} (the layer's parameters)", x,
-                               f"convert with x.to({weight.dtype}) or the layer with .to({x.dtype})")
+            fix = (f"convert with x.to({weight.dtype}) or the layer with .to({x.dtype})" if x.dtype.is_floating_point
+                   else f"convert with x.to({weight.dtype}); token ids go through an nn.Embedding (or "
+                        "rnnkit.models.LanguageModel) first")  # an integer layer does not exist
+            raise bad_argument("x", f"dtype {weight.dtype} (the layer's parameters)", x, fix)
         if x.device != weight.device:
             raise bad_argument("x", f"a tensor on {weight.device} (the layer's device)", x,
                                f"move it with x.to({str(weight.device)!r})")

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.errors import bad_argument
 from rnnkit.data import CharCorpus, TextStream, Vocab
 from rnnkit.models import LanguageModel, LanguageModelConfig, RNNConfig
 from rnnkit.training.config import TrainConfig
@@ -113,6 +114,12 @@ class TextTask(Task):
         self.corpus = corpus
         self.vocab = corpus.vocab
         train, self.val_ids = corpus.split(config.val_fraction)
+        if len(self.val_ids) < 2:  # the validation loss predicts each character from the one before
+            need = math.ceil(2 / config.val_fraction)
+            raise bad_argument("data", f"at least {need} characters, so the validation split (the last "
+                               f"{config.val_fraction:.0%}) holds 2 or more", f"{len(corpus.ids)} characters in "
+                               f"{corpus.source}", f"use a longer text (at least {need} characters)",
+                               cli_fix=f"pass a text of at least {need} characters to --data")
         shard = len(train) // world_size
         self.train_ids = train[rank * shard:(rank + 1) * shard] if world_size > 1 else train
         self.stream = TextStream(self.train_ids, config.batch_size, config.bptt)
