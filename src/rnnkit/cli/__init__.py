@@ -20,7 +20,7 @@ from rnnkit.cli.common import CLIError, Parser, one_line
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-SUBCOMMANDS = ("train", "compare", "evaluate", "info", "sample")  # modules of rnnkit.cli, in help order
+SUBCOMMANDS = ("train", "compare", "evaluate", "info", "sample", "diagnose")  # modules of rnnkit.cli, in help order
 
 _DESCRIPTION = """Recurrent neural networks on PyTorch: train, compare, evaluate and inspect.
 
