@@ -222,3 +222,15 @@ def test_tiny_shakespeare() -> None:
     assert corpus.vocab.decode(corpus.ids) == SHAKESPEARE.read_text(encoding="utf-8")
     train, val = corpus.split()
     assert len(train) == 1_003_854  # nanoGPT's prepare.py: "train has 1,003,854 tokens"
+
+
+@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="Tiny Shakespeare is not on this machine")
+def test_readme_checksum_is_the_shared_copy_of_tiny_shakespeare() -> None:
+    """The README tells users how to fetch the file and which SHA-256 to expect; it must be this file's."""
+    import hashlib
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    stated = re.search(r'echo "([0-9a-f]{64})  data/tinyshakespeare.txt" \| sha256sum -c', readme)
+    assert stated is not None
+    assert stated.group(1) == hashlib.sha256(SHAKESPEARE.read_bytes()).hexdigest()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+
+import pytest
 import json
 from pathlib import Path
 
@@ -82,3 +84,45 @@ def test_progress_on_a_terminal_draws_a_bar_and_quiet_prints_nothing() -> None:
 
 def test_format_duration() -> None:
     assert [format_duration(s) for s in (4.25, 42, 185, 3720)] == ["4.2s", "42s", "3m05s", "1h02m"]
+
+
+def test_progress_warns_once_when_throughput_falls_far_below_its_start() -> None:
+    import io
+
+    from rnnkit.training.progress import ProgressDisplay
+
+    stream = io.StringIO()
+    bar = ProgressDisplay(total_steps=100, time_budget=None, headline="val_loss", file=stream, interval=0.0)
+    for step, rate in ((10, 30_000.0), (20, 28_000.0), (30, 6_000.0), (40, 5_000.0)):
+        bar.update(step=step, elapsed=step / 10, train_loss=2.0, tokens_per_second=rate, lr=1e-3)
+        bar.evaluated({"val_loss": 2.0})
+    warnings = [line for line in stream.getvalue().splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "6,000 tok/s, 20% of this run's start (30,000)" in warnings[0]
+    assert "--threads 1" in warnings[0]
+
+
+@pytest.mark.parametrize("values", [[0.0002, 0.6], [1.38, 4.2], [0.9, 1.1], [0.01, 3000.0]])
+def test_loss_axis_tick_labels_never_overlap(values: list[float]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from rnnkit.training.records import _loss_axis
+
+    fig = Figure(figsize=(5, 3.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], values)
+    _loss_axis(ax, values)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.get_yticklabels(which="both") if t.get_visible() and t.get_text()]
+    low, high = ax.get_ylim()
+    assert 3 <= len(boxes) <= 12
+    boxes.sort(key=lambda b: b.y0)
+    assert all(a.y1 <= b.y0 for a, b in zip(boxes, boxes[1:]))  # no two labels share a pixel row
+
+
+def test_curve_draws_references_and_the_solved_line(tmp_path: Path) -> None:
+    history = [{"step": 10, "sequences": 160, "train_loss": 0.4, "val_loss": 0.5, "next_symbol_set_accuracy": 0.5}]
+    out = plot_curves(history, tmp_path / "c.png", references={"unigram_val_loss": 3.2, "copy_bleu": 40.0})
+    assert out.stat().st_size > 0

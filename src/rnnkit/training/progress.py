@@ -6,6 +6,9 @@ first), refreshed a few times a second. When stderr is not a terminal (CI logs, 
 it prints one plain line per evaluation at most every ``interval`` seconds, plus the last, so
 a long run writes tens of lines, not thousands. ``enabled=False`` (``--quiet``) prints nothing.
 
+When the throughput of an evaluation window falls below half of the first window's, a one-line
+warning says so (another process has probably taken the CPU), at most every two minutes.
+
 Example:
     >>> import io
     >>> stream = io.StringIO()
@@ -22,7 +25,10 @@ import sys
 import time
 from typing import IO, Any
 
-__all__ = ["ProgressDisplay", "format_duration"]
+__all__ = ["SLOW", "WARN_EVERY", "ProgressDisplay", "format_duration"]
+
+SLOW = 0.5  # warn when throughput falls below this share of the run's starting pace
+WARN_EVERY = 120.0  # seconds between two such warnings
 
 
 def format_duration(seconds: float) -> str:
@@ -64,6 +70,8 @@ class ProgressDisplay:
         self._state: dict[str, Any] = {}
         self._metric: float | None = None
         self._last_printed = ""
+        self._start_rate: float | None = None  # tokens/s over the first evaluation window: the run's own pace
+        self._warned_at = -math.inf
 
     @property
     def terminal(self) -> bool:
@@ -119,10 +127,32 @@ class ProgressDisplay:
             self._last_update = now
             self._bar.update(self._task, completed=self.fraction(step, elapsed), info=self._info())
 
+    def slowdown(self, rate: float) -> str | None:
+        """A one-line warning when ``rate`` (tokens/s) fell below ``SLOW`` times the run's starting
+        pace (the first evaluation window's), at most once per ``WARN_EVERY`` seconds; else None."""
+        if rate <= 0 or not math.isfinite(rate):
+            return None
+        if self._start_rate is None:
+            self._start_rate = rate
+            return None
+        now = time.monotonic()
+        if rate >= SLOW * self._start_rate or now - self._warned_at < WARN_EVERY:
+            return None
+        self._warned_at = now
+        import os
+
+        load = f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs" if hasattr(os, "getloadavg") else "a busy CPU"
+        return (f"warning: {rate:,.0f} tok/s, {rate / self._start_rate:.0%} of this run's start "
+                f"({self._start_rate:,.0f}); other processes are probably using the CPU ({load}). "
+                f"--threads 1 suffers least on a shared CPU")
+
     def evaluated(self, metrics: dict[str, float], final: bool = False) -> None:
         """Show a new evaluation (plain mode: print a line if ``interval`` has passed, or if ``final``)."""
         if not self.enabled:
             return
+        warning = self.slowdown(self._state.get("tokens_per_second", 0.0)) if self._state and not final else None
+        if warning is not None:
+            self.message(warning)
         if self.headline in metrics:
             self._metric = metrics[self.headline]
         if not self._state:

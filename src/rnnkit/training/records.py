@@ -8,7 +8,8 @@
   (or tokens) into a PNG, written atomically (a viewer never sees half a file). It uses the
   Agg canvas directly: no pyplot, no display needed, and matplotlib is imported only here.
 - :func:`tensorboard_writer` returns a ``SummaryWriter`` when the ``tensorboard`` package is
-  installed, else None: TensorBoard is optional, never required.
+  installed, else None: TensorBoard is optional, never required, and a run without it says so
+  in one line (``TENSORBOARD_MISSING``).
 
 Example:
     >>> import tempfile, pathlib
@@ -28,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MetricsLog", "curve_series", "plot_comparison", "plot_curves", "read_metrics", "tensorboard_writer",
+__all__ = ["TENSORBOARD_MISSING", "MetricsLog", "curve_series", "plot_comparison", "plot_curves", "read_metrics", "tensorboard_writer",
            "write_json_atomic"]
 
 _LOSS_KEYS = ("val_loss", "val_mse")  # validation metrics in the training loss's units
@@ -130,34 +131,66 @@ def _save(fig: Any, path: Path) -> None:
     _write_atomic(path, buffer.getvalue())
 
 
+def _loss_axis(ax: Any, values: list[float]) -> None:
+    """A loss axis a person reads at a glance: log scale only when the losses span 10x or more,
+    about six plain-number ticks either way, and no labels on minor ticks (they ran together)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    low, high = min(values), max(values)
+    if low > 0 and high / low >= 10:
+        ax.set_yscale("log")
+        subs = (1.0, 2.0, 5.0) if high / low <= 300 else (1.0,)  # at most ~8 labels
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 0.002, 0.5, 2
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+
+
+def _style(points: int) -> dict[str, Any]:
+    """Line style for a series of ``points``: markers when there are few, so one point is visible."""
+    if points == 1:
+        return {"marker": "o", "markersize": 7}
+    return {"marker": "o", "markersize": 3.5} if points < 30 else {}
+
+
 def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str], *, title: str = "",
-                x_key: str = "sequences", x_label: str = "training sequences") -> Path:
+                x_key: str = "sequences", x_label: str = "training sequences",
+                references: dict[str, float] | None = None) -> Path:
     """Draw the learning curves of ``history`` (records as in ``metrics.jsonl``) into the PNG ``path``.
 
-    Left: the training loss and, in the same units, ``val_loss``/``val_mse``. Right (when the
-    task has any): the other validation metrics, e.g. the Reber accuracies.
+    Left: the training loss and, in the same units, ``val_loss``/``val_mse``, with ``references``
+    (e.g. a task's ``baseline()``, ``{"unigram_val_loss": 3.3}``; keys ending in ``_loss`` or
+    ``_mse``, the others are not in loss units and are left out) as dashed horizontal lines.
+    Right (when the task has any): the other validation metrics, e.g. the Reber accuracies, with
+    the "solved" threshold (``rnnkit.training.tasks.SOLVED``) when there are accuracies.
     """
+    from rnnkit.training.tasks import SOLVED
+
     series = curve_series(history, x_key)
     losses = [k for k in ("train_loss", *_LOSS_KEYS) if k in series]
     others = [k for k in series if k not in losses]
     fig, axes = _new_figure(2 if others else 1)
     for key in losses:
-        axes[0].plot(*series[key], marker="." if len(series[key][0]) < 30 else None, label=key)
+        axes[0].plot(*series[key], label=key, **_style(len(series[key][0])))
+    lines = {k: v for k, v in (references or {}).items()  # only scores in the loss's units: *_loss, *_mse
+             if k.endswith(("_loss", "_mse")) and isinstance(v, (int, float)) and math.isfinite(v)}
+    for key, value in lines.items():
+        axes[0].axhline(value, color="0.45", linestyle="--", linewidth=1.0, label=f"{key} {value:.3g}")
     axes[0].set_xlabel(x_label)
     axes[0].set_ylabel("loss")
     _style_x(axes[0])
-    if losses and all(v > 0 for k in losses for v in series[k][1]):
-        axes[0].set_yscale("log")
-        from matplotlib.ticker import FormatStrFormatter
-
-        for axis in (axes[0].yaxis,):  # plain numbers (1.4, 1.6), not 1.4 x 10^0
-            axis.set_major_formatter(FormatStrFormatter("%.3g"))
-            axis.set_minor_formatter(FormatStrFormatter("%.3g"))
-    axes[0].legend(loc="best", fontsize="small")
+    values = [v for k in losses for v in series[k][1]] + list(lines.values())
+    if values:
+        _loss_axis(axes[0], values)
+    if losses or lines:
+        axes[0].legend(loc="best", fontsize="small")
     axes[0].grid(True, alpha=0.3)
     if others:
         for key in others:
-            axes[1].plot(*series[key], marker="." if len(series[key][0]) < 30 else None, label=key)
+            axes[1].plot(*series[key], label=key, **_style(len(series[key][0])))
+        if any(k.endswith("accuracy") or k == "sample_validity" for k in others):
+            axes[1].axhline(SOLVED, color="0.3", linestyle="--", linewidth=1.0, label=f"solved ({SOLVED:g})")
         axes[1].set_xlabel(x_label)
         axes[1].set_ylabel("held-out metric")
         _style_x(axes[1])
@@ -197,8 +230,13 @@ def plot_comparison(groups: dict[str, dict[str, list[Sequence[dict[str, Any]]]]]
     return out
 
 
+TENSORBOARD_MISSING = ("note: TensorBoard logging is off: the tensorboard package is not installed "
+                       "(pip install tensorboard turns it on; --no-tensorboard silences this note)")
+
+
 def tensorboard_writer(log_dir: str | os.PathLike[str]) -> Any | None:
-    """A ``torch.utils.tensorboard.SummaryWriter`` on ``log_dir``, or None when tensorboard is not installed."""
+    """A ``torch.utils.tensorboard.SummaryWriter`` on ``log_dir``, or None when tensorboard is not installed
+    (the trainer then shows ``TENSORBOARD_MISSING`` once)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:

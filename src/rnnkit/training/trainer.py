@@ -45,7 +45,7 @@ from rnnkit.training.device import resolve_device, to_device
 from rnnkit.training.distributed import DistInfo, agree_stop, all_sum, setup, teardown, wrap
 from rnnkit.training.interrupt import SIGNAL_NAMES, StopFlag, stop_signals
 from rnnkit.training.progress import ProgressDisplay
-from rnnkit.training.records import MetricsLog, plot_curves, tensorboard_writer, write_json_atomic
+from rnnkit.training.records import TENSORBOARD_MISSING, MetricsLog, plot_curves, tensorboard_writer, write_json_atomic
 from rnnkit.training.run_dir import claim_run_dir
 from rnnkit.training.run_state import CHECKPOINT_DIR, RunState, restore_run, save_run
 from rnnkit.training.schedule import LRSchedule, plan_point, plan_steps, schedule_length
@@ -234,6 +234,8 @@ class Trainer:
         run.display.start()
         if self._note:
             run.display.message(self._note)
+        if info.is_main and c.tensorboard and run.board is None:
+            run.display.message(TENSORBOARD_MISSING)
         run.loop_start = time.perf_counter() - state.elapsed
         with stop_signals() as flag:
             run.flag = flag
@@ -408,7 +410,14 @@ class Trainer:
         task = self.config.task
         label = {"text": "training characters", "reber": "training words", "embedded-reber": "training words"}
         plot_curves(self.state.history, self.run_dir / "curve.png", title=f"{task}, {self.config.cell}",
-                    x_key="tokens" if task == "text" else "sequences", x_label=label.get(task, "training sequences"))
+                    x_key="tokens" if task == "text" else "sequences", x_label=label.get(task, "training sequences"),
+                    references=self._loss_references())
+
+    def _loss_references(self) -> dict[str, float]:
+        """The task's baseline scores (curve.png draws those in loss units), computed once."""
+        if getattr(self, "_references", None) is None:
+            self._references = self._task.baseline()
+        return self._references
 
     def _summary(self, metrics: dict[str, float], stopped: str, solved: bool | None, run: _Run,
                  model: nn.Module) -> dict[str, Any]:
