@@ -44,11 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.errors import bad_argument
 from rnnkit.data import CharCorpus, TextStream, Vocab
+from rnnkit.errors import bad_argument
 from rnnkit.models import LanguageModel, LanguageModelConfig, RNNConfig
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.tasks import Batch, Task, step_seed, unwrap
+from rnnkit.training.threads import ThreadGovernor
 
 __all__ = ["TextTask", "stream_loss"]
 
@@ -123,6 +124,8 @@ class TextTask(Task):
         shard = len(train) // world_size
         self.train_ids = train[rank * shard:(rank + 1) * shard] if world_size > 1 else train
         self.stream = TextStream(self.train_ids, config.batch_size, config.bptt)
+        # the thread count follows the free CPUs during the run, unless the user fixed it (--threads)
+        self._governor = ThreadGovernor() if config.threads is None and world_size == 1 else None
 
     def build_model(self) -> nn.Module:
         c = self.config
@@ -138,6 +141,8 @@ class TextTask(Task):
         return len(self.stream)
 
     def batch(self, step: int) -> Batch:
+        if self._governor is not None:
+            self._governor.tick()  # a clock read; every 10 s a look at what else uses the CPUs
         chunk = step % len(self.stream)
         x, y = self.stream[chunk]  # (B, T) each
         keep = None

@@ -13,6 +13,9 @@ here. So the count is chosen from measurements:
 - :func:`busy_elsewhere`: how many of those CPUs other processes kept busy over a short window
   (``/proc/stat`` minus this process's own CPU time), measured while this process is idle.
 - :func:`choose_threads`: the first minus the second, rounded, at least 1.
+- :class:`ThreadGovernor`: the same decision again during a run, every ``interval`` seconds,
+  from the CPU time used since its last look (no extra waiting), so a neighbour that starts or
+  stops mid-run changes the thread count. The text task calls it once per batch.
 
 Example:
     >>> choose_threads(cpus=2.0, busy=0.0), choose_threads(cpus=2.0, busy=0.95), choose_threads(cpus=1.5, busy=0.0)
@@ -25,9 +28,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["BUSY_WINDOW", "auto_threads", "available_cpus", "busy_elsewhere", "choose_threads", "cgroup_quota"]
+__all__ = ["BUSY_WINDOW", "ThreadGovernor", "auto_threads", "available_cpus", "busy_elsewhere", "choose_threads", "cgroup_quota"]
 
 BUSY_WINDOW = 0.25  # seconds over which busy_elsewhere samples /proc/stat
 _SPARE = 0.35  # a neighbour using less than this share of a core leaves the core to us
@@ -112,7 +116,7 @@ def _own_seconds() -> float:
 
 def choose_threads(cpus: float, busy: float) -> int:
     """Threads for ``cpus`` available CPUs of which others keep ``busy`` busy: the free ones, at least 1."""
-    free = cpus - busy + (1.0 - _SPARE)  # a core counts as free unless a neighbour uses over _SPARE of it
+    free = cpus - busy + _SPARE  # a core counts as free unless a neighbour uses over _SPARE of it
     return max(1, min(int(cpus), math.floor(free)))
 
 
@@ -122,3 +126,60 @@ def auto_threads(window: float = BUSY_WINDOW) -> int:
     if cpus < 2:
         return 1
     return choose_threads(cpus, busy_elsewhere(window))
+
+
+class ThreadGovernor:
+    """Re-decides torch's thread count during a run from what other processes use (see the module docstring).
+
+    ``tick()`` is cheap (a clock read) except every ``interval`` seconds, when it reads
+    ``/proc/stat`` and this process's CPU time, and calls ``torch.set_num_threads`` if the free
+    CPUs changed. ``read`` (tests) replaces the readings: it returns (busy CPU-seconds of
+    everything, own CPU-seconds, wall seconds).
+
+    Example:
+        >>> readings = iter([(0.0, 0.0, 0.0), (10.0, 10.0, 10.0), (29.0, 19.0, 20.0)])
+        >>> governor = ThreadGovernor(cpus=2.0, threads=2, read=lambda: next(readings), apply=lambda n: None)
+        >>> [governor.tick(force=True) for _ in range(3)]   # first look; idle neighbours; one busy core
+        [2, 2, 1]
+    """
+
+    def __init__(self, cpus: float | None = None, threads: int | None = None, interval: float = 10.0,
+                 read: Callable[[], tuple[float, float, float]] | None = None,
+                 apply: Callable[[int], None] | None = None) -> None:
+        import torch
+
+        self.cpus = available_cpus() if cpus is None else cpus
+        self.threads = threads  # None: torch's count at the first tick (the run sets it after building the task)
+        self.interval = interval
+        self._read = read or _readings
+        self._apply = apply or torch.set_num_threads
+        self._last: tuple[float, float, float] | None = None
+        self._next = time.monotonic() + interval
+
+    def tick(self, force: bool = False) -> int:
+        """The thread count now (changed when the free CPUs changed since the last look)."""
+        if self.threads is None:
+            import torch
+
+            self.threads = torch.get_num_threads()
+        if not force and time.monotonic() < self._next:
+            return self.threads
+        self._next = time.monotonic() + self.interval
+        now = self._read()
+        last, self._last = self._last, now
+        if last is None or now[2] <= last[2]:
+            return self.threads
+        busy = max(0.0, (now[0] - last[0]) - (now[1] - last[1])) / (now[2] - last[2])
+        wanted = choose_threads(self.cpus, busy)
+        if wanted != self.threads:
+            self._apply(wanted)
+            self.threads = wanted
+        return self.threads
+
+
+def _readings() -> tuple[float, float, float]:
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    jiffies = _cpu_jiffies(cpus)
+    own = _own_seconds()
+    return ((jiffies / tick) if jiffies is not None else own, own, time.monotonic())
