@@ -175,7 +175,7 @@ def test_auto_engine_falls_back_silently_where_fused_cannot_serve():
     (lambda: rnnkit.RNN(F, 0), r"^hidden_size: expected a positive int.*0 \(int\)"),
     (lambda: rnnkit.LSTM(0, H), r"^input_size: expected a positive int.*0 \(int\)"),
     (lambda: rnnkit.GRU(F, H, num_layers=0), r"^num_layers: expected a positive int.*0 \(int\)"),
-    (lambda: rnnkit.GRU(F, H, dropout=1.0), r"^dropout: expected a probability in \[0, 1\).*1\.0"),
+    (lambda: rnnkit.GRU(F, H, dropout=1.5), r"^dropout: expected a probability in \[0, 1\].*1\.5"),
     (lambda: ElmanCell(3, "sigmoid"), r"^activation: expected one of \['identity', 'relu', 'tanh'\].*sigmoid"),
     (lambda: LSTMCell(-1), r"^hidden_size: expected an int >= 0.*-1"),
     (lambda: BPTT(truncate=0), r"^BPTT\.truncate: expected None or an int >= 1.*0 \(int\)"),
@@ -184,8 +184,12 @@ def test_auto_engine_falls_back_silently_where_fused_cannot_serve():
     (lambda: BPTT(clip_norm=0.0), r"^BPTT\.clip_norm: expected None or a positive number.*0\.0"),
     (lambda: rnnkit.from_torch(nn.Linear(3, 4)), r"^module: expected a torch\.nn\.RNN, torch\.nn\.LSTM or torch\.nn"
                                                  r"\.GRU.*Linear"),
-    (lambda: rnnkit.from_torch(nn.LSTM(3, 4, proj_size=2)), r"^module: expected an nn\.LSTM without projections.*"
-                                                            r"proj_size=2"),
+    (lambda: rnnkit.LSTM(F, H, proj_size=H), r"^proj_size: expected an int smaller than hidden_size = 4.*4 \(int\)"),
+    (lambda: rnnkit.GRU(F, H, proj_size=2), r"^proj_size: expected 0 \(only LSTM has projections\).*2 \(int\)"),
+    (lambda: rnnkit.LSTM(F, H, bidirectional=0.1), r"^bidirectional: expected a bool.*0\.1 \(float\)"),
+    (lambda: rnnkit.GRU(F, H, batch_first="yes"), r"^batch_first: expected a bool.*'yes' \(str\)"),
+    (lambda: rnnkit.RNN(F, H, 1, "sigmoid"), r"^nonlinearity: expected one of .*'sigmoid' \(str\)"),
+    (lambda: rnnkit.LSTM(F, H, 1, "yes"), r"^bias: expected a bool.*'yes' \(str\)"),
     (lambda: rnnkit.LSTM(F, H, peepholes=True).to_torch(), r"^layer: expected a configuration torch\.nn implements.*"
                                                           r"peepholes"),
     (lambda: rnnkit.Bidirectional(GRUCell(3), rnnkit.GRU(3, 3)), r"^backward_rnn: expected the same kind.*GRU"),

@@ -157,7 +157,7 @@ def make_layer(kind: str, engine: str, num_layers: int = 2, bidirectional: bool 
         cls, extra = rnnkit.LSTM, {"peepholes": kind == "lstm_peep"}
     else:
         cls, extra = rnnkit.GRU, {}
-    layer = cls(F, H, num_layers, bidirectional, engine=engine, **extra).double()
+    layer = cls(F, H, num_layers, bidirectional=bidirectional, engine=engine, **extra).double()
     with torch.no_grad():
         for p in layer.parameters():
             p.add_(0.2 * torch.randn_like(p))

@@ -125,7 +125,7 @@ def test_recycled_gradient_buffers_equal_fresh_ones(make, B):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_no_grad_forward_equals_the_differentiable_forward(kind):
-    layer = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}[kind](5, 40, 2, True, engine="generic")
+    layer = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}[kind](5, 40, 2, bidirectional=True, engine="generic")
     x = torch.randn(30, 7, 5)
     lengths = torch.tensor([7, 3] * 15)
     with torch.no_grad():

@@ -7,8 +7,9 @@ Write one step and get the whole sequence (``rnnkit.Recurrent``), or use the dro
 """
 from __future__ import annotations
 
-from rnnkit import cells, engine, init, models
+from rnnkit import cells, engine, init, models, nn
 from rnnkit._version import __version__
+from rnnkit.accelerate import accelerate
 from rnnkit.cells import Recurrent, Structured
 from rnnkit.checkpoint import CheckpointError, load, save
 from rnnkit.engine import BPTT, GradientTap
@@ -16,5 +17,5 @@ from rnnkit.layers import GRU, LSTM, RNN, Bidirectional, Stack, from_torch
 
 __all__ = [
     "BPTT", "Bidirectional", "CheckpointError", "GRU", "GradientTap", "LSTM", "RNN", "Recurrent", "Stack", "Structured",
-    "__version__", "cells", "engine", "from_torch", "init", "load", "models", "save",
+    "__version__", "cells", "engine", "from_torch", "accelerate", "init", "load", "models", "nn", "save",
 ]

@@ -179,13 +179,20 @@ def rebuild(cls: type[nn.Module], config: Any, blob: bytes, tied: dict[str, str]
     """
     stored = read_header(blob, where)
     model = _build_on_meta(cls, config, stored, tied, where)
+    from rnnkit.layers.torch_names import legacy_renames  # deferred: layers sit above checkpoint
+
+    renames = legacy_renames(model)  # rnnkit layers saved before 0.2 used submodule keys (layers.0.fwd.cell.weight)
+    stored = {renames.get(n, n): s for n, s in stored.items()}
+    tied = {renames.get(a, a): renames.get(s, s) for a, s in tied.items()}
     _compare(model, stored, tied, where)
     try:
         tensors = safetensors.torch.load(blob)
     except safetensors.SafetensorError as error:
         raise CheckpointError(f"{where}: expected a safetensors file, found bytes that are not one ({error}). "
                               f"Fix: {_FIX_DAMAGED}") from None
+    tensors = {renames.get(n, n): t for n, t in tensors.items()}
     parameters = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    parameters |= {name for name, value in model.state_dict(keep_vars=True).items() if isinstance(value, nn.Parameter)}
     full: dict[str, torch.Tensor] = {}
     for name, tensor in tensors.items():  # one Parameter per stored tensor, shared by its aliases: ties survive
         full[name] = nn.Parameter(tensor, requires_grad=tensor.is_floating_point()) if name in parameters else tensor

@@ -1,9 +1,14 @@
 """Conversion between rnnkit layers and ``torch.nn.RNN``/``LSTM``/``GRU``, with the same numerics.
 
+Both directions keep the layout (``batch_first``), ``proj_size`` and every other setting, so the
+converted module is called with the same tensors as the original.
+
     >>> import torch, rnnkit
-    >>> ref = torch.nn.GRU(4, 6, num_layers=2, bidirectional=True, batch_first=True)
+    >>> ref = torch.nn.GRU(4, 6, num_layers=2, bidirectional=True)      # sequence-first
     >>> layer = rnnkit.from_torch(ref)
-    >>> x = torch.randn(3, 5, 4)
+    >>> layer.batch_first
+    False
+    >>> x = torch.randn(5, 3, 4)                                        # (T, B, F)
     >>> torch.allclose(layer(x)[0], ref(x)[0], atol=1e-6)
     True
     >>> type(layer.to_torch()).__name__
@@ -15,7 +20,8 @@ import torch
 from torch import nn
 
 from rnnkit.errors import bad_argument
-from rnnkit.layers.recurrent import GRU, LSTM, RNN, RecurrentLayer
+from rnnkit.layers.classes import GRU, LSTM, RNN
+from rnnkit.layers.recurrent import RecurrentLayer
 
 __all__ = ["from_torch", "to_torch"]
 
@@ -23,23 +29,19 @@ __all__ = ["from_torch", "to_torch"]
 def from_torch(module: nn.RNNBase, engine: str = "auto") -> RecurrentLayer:
     """Build the rnnkit layer equal to a ``torch.nn.RNN``/``LSTM``/``GRU`` (copies its weights).
 
-    rnnkit layers are always batch-first, whatever ``module.batch_first`` says.
+    The layer keeps the module's ``batch_first``, ``proj_size``, dtype, device and train/eval mode.
     """
-    if isinstance(module, nn.LSTM):
-        if module.proj_size:
-            raise bad_argument("module", "an nn.LSTM without projections (proj_size=0)",
-                               f"proj_size={module.proj_size}", "rnnkit.LSTM has no projection; drop it")
-        layer: RecurrentLayer = LSTM(module.input_size, module.hidden_size, module.num_layers,
-                                     module.bidirectional, module.dropout, engine, bias=module.bias)
-    elif isinstance(module, nn.GRU):
-        layer = GRU(module.input_size, module.hidden_size, module.num_layers, module.bidirectional,
-                    module.dropout, engine, bias=module.bias)
-    elif isinstance(module, nn.RNN):
-        layer = RNN(module.input_size, module.hidden_size, module.num_layers, module.bidirectional,
-                    module.dropout, engine, nonlinearity=module.nonlinearity, bias=module.bias)
-    else:
+    if not isinstance(module, (nn.LSTM, nn.GRU, nn.RNN)):
         raise bad_argument("module", "a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU", module,
                            "convert one of those three module types")
+    common = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
+                  dropout=module.dropout, bidirectional=module.bidirectional, engine=engine)
+    if isinstance(module, nn.LSTM):
+        layer: RecurrentLayer = LSTM(module.input_size, module.hidden_size, proj_size=module.proj_size, **common)
+    elif isinstance(module, nn.GRU):
+        layer = GRU(module.input_size, module.hidden_size, **common)
+    else:
+        layer = RNN(module.input_size, module.hidden_size, nonlinearity=module.nonlinearity, **common)
     theirs = [w for per_direction in module.all_weights for w in per_direction]
     first = theirs[0]
     layer = layer.to(dtype=first.dtype, device=first.device)
@@ -51,16 +53,16 @@ def from_torch(module: nn.RNNBase, engine: str = "auto") -> RecurrentLayer:
 
 
 def to_torch(layer: RecurrentLayer) -> nn.RNNBase:
-    """The ``torch.nn`` module (batch_first=True) equal to ``layer``; built-in kernels only."""
+    """The ``torch.nn`` module equal to ``layer`` (same ``batch_first``); built-in kernels only."""
     why = layer.why_not_fused()
     if why is not None:
         raise ValueError(f"layer: expected a configuration torch.nn implements, but it has {why}. "
                          "Fix: keep it as an rnnkit layer; torch.nn has no equivalent.")
     c = layer.config
-    common = dict(num_layers=c.num_layers, bias=c.bias, batch_first=True, dropout=c.dropout,
+    common = dict(num_layers=c.num_layers, bias=c.bias, batch_first=c.batch_first, dropout=c.dropout,
                   bidirectional=c.bidirectional)
     if c.kind == "lstm":
-        module: nn.RNNBase = nn.LSTM(c.input_size, c.hidden_size, **common)
+        module: nn.RNNBase = nn.LSTM(c.input_size, c.hidden_size, proj_size=c.proj_size, **common)
     elif c.kind == "gru":
         module = nn.GRU(c.input_size, c.hidden_size, **common)
     else:

@@ -1,10 +1,15 @@
 """Drop-in recurrent layers: ``rnnkit.RNN``, ``rnnkit.LSTM`` and ``rnnkit.GRU``.
 
 A layer is an input projection plus the engine, stacked ``num_layers`` deep and optionally
-bidirectional. Each (layer, direction) is a real submodule holding an ``nn.Linear`` input
-projection and a cell, so parameter names read ``layers.0.bwd.cell.weight``. The fused backend
-runs the whole stack in PyTorch's native kernel; the generic backend projects the input of all
-T steps in one GEMM and runs the cell with the engine.
+bidirectional. The constructor takes torch.nn's arguments in torch.nn's order; the one default
+that differs is ``batch_first=True`` (``rnnkit.nn.LSTM`` & co. keep torch's ``False``). Inputs
+may be padded tensors with ``lengths``/``mask``, or a ``PackedSequence`` (output packed too).
+
+Each (layer, direction) is a real submodule holding an ``nn.Linear`` input projection and a
+cell; ``state_dict()`` and attribute access speak torch's names (``weight_hh_l0_reverse``, see
+``rnnkit.layers.torch_names``). The fused backend runs the whole stack in PyTorch's native
+kernel; the generic backend projects the input of all T steps in one GEMM and runs the cell
+with the engine.
 
     >>> import torch, rnnkit
     >>> lstm = rnnkit.LSTM(8, 16, num_layers=2, bidirectional=True)
@@ -14,50 +19,38 @@ T steps in one GEMM and runs the cell with the engine.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.cells import ACTIVATIONS, ElmanCell, GRUCell, LSTMCell
+from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
+from rnnkit.cells.base import Recurrent
 from rnnkit.cells.structured import Structured
-from rnnkit.checkpoint.registry import register_model
 from rnnkit.engine import BPTT, run_cell
-from rnnkit.engine.dispatch import Plan, check_engine, make_plan
-from rnnkit.engine.fused import run_fused
+from rnnkit.engine.dispatch import Plan, make_plan
+from rnnkit.engine.fused import run_fused, run_fused_packed
 from rnnkit.engine.gemm import linear
 from rnnkit.engine.hooks import run_pre_hooks
 from rnnkit.engine.masks import check_lengths, lengths_to_mask, resolve_mask
-from rnnkit.errors import bad_argument, describe
+from rnnkit.errors import bad_argument
 from rnnkit.init import Initializer, torch_default
+from rnnkit.layers.config import LayerConfig, check_layer_args
+from rnnkit.layers.projected import ProjectedLSTMCell
+from rnnkit.layers.torch_names import TorchNames
 
-__all__ = ["GRU", "LSTM", "RNN", "LayerConfig", "RecurrentLayer"]
+__all__ = ["LayerConfig", "RecurrentLayer"]
 
 State = Tensor | tuple[Tensor, Tensor]
-
-
-@dataclass(frozen=True)
-class LayerConfig:
-    """Everything needed to rebuild a layer (what a checkpoint stores)."""
-
-    kind: str  # "rnn" | "lstm" | "gru"
-    input_size: int
-    hidden_size: int
-    num_layers: int = 1  # stacked layers
-    bidirectional: bool = False  # one forward and one reverse direction per layer
-    dropout: float = 0.0  # dropout on the outputs of every layer but the last (training only)
-    bias: bool = True  # input and recurrent biases
-    nonlinearity: str = "tanh"  # RNN only: "tanh" | "relu" | "identity"
-    peepholes: bool = False  # LSTM only
-    engine: str = "auto"  # "auto" | "fused" | "generic"
 
 
 class _Direction(nn.Module):
     """One direction of one layer: the input projection and the cell."""
 
-    def __init__(self, input_size: int, cell: Structured, bias: bool, input_init: Initializer | None) -> None:
+    def __init__(self, input_size: int, cell: Recurrent, bias: bool, input_init: Initializer | None) -> None:
         super().__init__()
         self.input = nn.Linear(input_size, cell.input_width, bias=bias)  # F -> G*H
         (input_init or torch_default(cell.hidden_size))(self.input.weight.data)
@@ -76,52 +69,61 @@ class _Layer(nn.Module):
         return [self.fwd] if self.bwd is None else [self.fwd, self.bwd]
 
 
-class RecurrentLayer(nn.Module):
-    """Shared machinery of RNN/LSTM/GRU. Batch-first: x (B, T, F) -> y (B, T, D*H)."""
+class RecurrentLayer(TorchNames):
+    """Shared machinery of RNN/LSTM/GRU: x (B, T, F) (or (T, B, F)) -> y (B, T, D*H)."""
 
     kind: str = ""
     config_class = LayerConfig
+    _torch_init = False  # True (rnnkit.nn): every parameter U(-1/sqrt(H), 1/sqrt(H)), drawn as torch.nn does
+    _unbatched_ok = False  # True (rnnkit.nn): a 2-D input is one unbatched sequence, as in torch.nn
 
     def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        engine: str = "auto",
-        *,
-        bias: bool = True,
+        self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+        batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None, *,
         nonlinearity: str = "tanh",
-        peepholes: bool = False,
+        engine: str = "auto",  # "auto" | "fused" | "generic"
+        peepholes: bool = False,  # LSTM only; runs on the generic engine
         input_init: Initializer | None = None,  # None: torch's U(-1/sqrt(H), 1/sqrt(H))
         recurrent_init: Initializer | None = None,  # None: orthogonal per gate block
     ) -> None:
         super().__init__()
-        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise bad_argument(arg, "a positive int", value, f"pass e.g. {arg}=1 or more")
-        if nonlinearity not in ACTIVATIONS:
-            raise bad_argument("nonlinearity", f"one of {sorted(ACTIVATIONS)}", nonlinearity,
-                               "use 'tanh' or 'relu' (fused) or 'identity' (generic engine)")
-        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise bad_argument("dropout", "a probability in [0, 1)", dropout, "use e.g. dropout=0.2")
-        self.config = LayerConfig(
-            kind=self.kind, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
-            bidirectional=bool(bidirectional), dropout=float(dropout), bias=bias,
-            nonlinearity=nonlinearity, peepholes=peepholes, engine=check_engine(engine),
-        )
-        D = 2 if bidirectional else 1
+        rng = torch.get_rng_state() if self._torch_init else None  # torch.nn draws only in reset_parameters
+        self.config = check_layer_args(
+            self.kind, input_size, hidden_size, num_layers=num_layers, bias=bias, batch_first=batch_first,
+            dropout=dropout, bidirectional=bidirectional, proj_size=proj_size, nonlinearity=nonlinearity,
+            peepholes=peepholes, engine=engine, warn_dropout=self._torch_init)
+        cfg = self.config
+        D = 2 if cfg.bidirectional else 1
+        out = cfg.proj_size or cfg.hidden_size
         layers = []
-        for index in range(num_layers):
-            width = input_size if index == 0 else D * hidden_size
-            dirs = [_Direction(width, self._make_cell(recurrent_init), bias, input_init) for _ in range(D)]
+        for index in range(cfg.num_layers):
+            width = cfg.input_size if index == 0 else D * out
+            dirs = [_Direction(width, self._make_cell(recurrent_init), cfg.bias, input_init) for _ in range(D)]
             layers.append(_Layer(dirs[0], dirs[1] if D == 2 else None))
         self.layers = nn.ModuleList(layers)
+        self._install_torch_names()
+        if device is not None or dtype is not None:
+            self.to(device=device, dtype=dtype)
+        if rng is not None:
+            torch.set_rng_state(rng)
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialisation: every parameter U(-1/sqrt(H), 1/sqrt(H)), in torch's order
+        (so under the same seed, the same values as the torch.nn module)."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for weight in self._flat_weights:
+                weight.uniform_(-bound, bound)
 
     # ------------------------------------------------------------------ construction
-    def _make_cell(self, recurrent_init: Initializer | None) -> Structured:
+    def _make_cell(self, recurrent_init: Initializer | None) -> Recurrent:
         cfg = self.config
+        if cfg.kind == "lstm" and cfg.proj_size:
+            if cfg.peepholes:
+                raise bad_argument("peepholes", "False with proj_size", True, "choose peepholes or a projection")
+            return ProjectedLSTMCell(cfg.hidden_size, cfg.proj_size, bias=cfg.bias, weight_init=recurrent_init)
         if cfg.kind == "lstm":
             return LSTMCell(cfg.hidden_size, peepholes=cfg.peepholes, bias=cfg.bias, weight_init=recurrent_init)
         if cfg.kind == "gru":
@@ -130,54 +132,32 @@ class RecurrentLayer(nn.Module):
 
     @classmethod
     def from_config(cls, config: LayerConfig) -> RecurrentLayer:
-        layer_cls = {"rnn": RNN, "lstm": LSTM, "gru": GRU}[config.kind]
-        extra = {"nonlinearity": config.nonlinearity} if config.kind == "rnn" else {}
-        if config.kind == "lstm":
-            extra["peepholes"] = config.peepholes
-        return layer_cls(config.input_size, config.hidden_size, config.num_layers, config.bidirectional,
-                         config.dropout, config.engine, bias=config.bias, **extra)
+        """The layer ``config`` describes (of this class when it has the config's kind)."""
+        from rnnkit.layers.classes import GRU, LSTM, RNN
 
-    # ------------------------------------------------------------------ properties
-    @property
-    def input_size(self) -> int:
-        return self.config.input_size
-
-    @property
-    def hidden_size(self) -> int:
-        return self.config.hidden_size
-
-    @property
-    def num_layers(self) -> int:
-        return self.config.num_layers
-
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.config.bidirectional else 1
-
-    @property
-    def engine(self) -> str:
-        """The requested backend; assign "auto", "fused" or "generic" to change it."""
-        return self.config.engine
-
-    @engine.setter
-    def engine(self, value: str) -> None:
-        self.config = replace(self.config, engine=check_engine(value))
-
-    @property
-    def state_names(self) -> tuple[str, ...]:
-        return ("h", "c") if self.kind == "lstm" else ("h",)
+        c = config
+        target = cls if cls.kind == c.kind else {"rnn": RNN, "lstm": LSTM, "gru": GRU}[c.kind]
+        kwargs = dict(num_layers=c.num_layers, bias=c.bias, batch_first=c.batch_first, dropout=c.dropout,
+                      bidirectional=c.bidirectional, proj_size=c.proj_size, engine=c.engine)
+        if c.kind == "rnn":
+            kwargs["nonlinearity"] = c.nonlinearity
+        if c.peepholes:
+            kwargs["peepholes"] = True
+        return target(c.input_size, c.hidden_size, **kwargs)
 
     def directions(self) -> list[_Direction]:
         """Every (layer, direction) in torch's order: layer-major, forward before backward."""
         return [d for layer in self.layers for d in layer.directions()]
 
     def flat_weights(self) -> list[Tensor]:
-        """The native kernels' weight list: per direction (W_ih, W_hh[, b_ih, b_hh])."""
+        """The native kernels' weight list: per direction (W_ih, W_hh[, b_ih, b_hh][, W_hr])."""
         weights: list[Tensor] = []
         for d in self.directions():
             weights += [d.input.weight, d.cell.weight]
             if self.config.bias:
                 weights += [d.input.bias, d.cell.bias]
+            if self.config.proj_size:
+                weights.append(d.cell.weight_hr)
         return weights
 
     def why_not_fused(self, bptt: BPTT | None = None, prefix_mask: bool = True, dtype: torch.dtype | None = None) -> str | None:
@@ -200,43 +180,83 @@ class RecurrentLayer(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(
         self,
-        x: Tensor,
+        x: Tensor | PackedSequence,
         state: State | None = None,
         lengths: Tensor | Sequence[int] | None = None,
         *,
         mask: Tensor | None = None,
         bptt: BPTT | None = None,
-    ) -> tuple[Tensor, State]:
+    ) -> tuple[Tensor | PackedSequence, State]:
         """x (B, T, F) -> (y (B, T, D*H), state), the state in torch's layout (L*D, B, H).
 
-        ``lengths`` (B,) or ``mask`` (B, T) mark real steps of right-padded sequences; at a
-        padded step the state carries over and y is zero. ``bptt`` takes BPTT options
-        (generic engine only).
+        With ``batch_first=False``, x (T, B, F) -> y (T, B, D*H). A ``PackedSequence`` input
+        gives a ``PackedSequence`` output, as in torch.nn. ``lengths`` (B,) or ``mask`` (B, T)
+        mark real steps of right-padded sequences; at a padded step the state carries over and
+        y is zero. ``bptt`` takes BPTT options (generic engine only).
         """
+        if bptt is not None and not isinstance(bptt, BPTT):
+            raise bad_argument("bptt", "None or an rnnkit.engine.BPTT", bptt, "pass bptt=BPTT(...)")
+        if isinstance(x, PackedSequence):
+            if lengths is not None or mask is not None:
+                raise bad_argument("lengths, mask", "neither with a PackedSequence input (it holds the lengths)",
+                                   "lengths or mask", "drop lengths= and mask=")
+            return self._forward_packed(x, state, bptt)
+        bf = self.config.batch_first
+        unbatched = self._unbatched_ok and isinstance(x, Tensor) and x.dim() == 2
+        if unbatched:
+            x, state = x.unsqueeze(0 if bf else 1), self._batch_state(state)
         self._check_input(x)
-        B, T, _ = x.shape
+        B, T = (x.shape[0], x.shape[1]) if bf else (x.shape[1], x.shape[0])
         if lengths is not None and mask is None:  # the mask is built only if the generic engine runs
             lens, prefix = check_lengths(lengths, B, T, x.device), True
         else:
             mask, lens, prefix = resolve_mask(mask, lengths, B, T, x.device)
         hx = self._check_state(state, B, x)
-        if bptt is not None and not isinstance(bptt, BPTT):
-            raise bad_argument("bptt", "None or an rnnkit.engine.BPTT", bptt, "pass bptt=BPTT(...)")
         run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
-        plan = self._plan(x, lens, prefix, bptt, step=False)
+        plan = self._plan(x, B, _ragged(lens, T), prefix, bptt, step=False)
         if plan.fused:
             if lens is not None and (lens.numel() == 0 or int(lens.min()) == T):
                 lens = None  # every sequence is full: no packing needed
             y, finals = run_fused(
                 self.fused_kind, x, hx, self.flat_weights(), has_biases=self.config.bias,
                 num_layers=self.num_layers, dropout=self.config.dropout, training=self.training,
-                bidirectional=self.config.bidirectional, lengths=lens, zero_state=state is None,
+                bidirectional=self.config.bidirectional, lengths=lens, zero_state=state is None, batch_first=bf,
             )
         else:
             if mask is None and lens is not None:
                 mask = lengths_to_mask(lens, T, x.device)
-            y, finals = self._forward_generic(x, hx, mask, bptt, plan)
+            y, finals = self._forward_generic(x.transpose(0, 1) if bf else x, hx, mask, bptt, plan)  # (T, B, D*H)
+            y = y.transpose(0, 1) if bf else y  # (B, T, D*H) or (T, B, D*H)
+        if unbatched:
+            y, finals = y.squeeze(0 if bf else 1), tuple(f.squeeze(1) for f in finals)
         return y, (finals if self.kind == "lstm" else finals[0])
+
+    def _forward_packed(self, packed: PackedSequence, state: State | None,
+                        bptt: BPTT | None) -> tuple[PackedSequence, State]:
+        """A PackedSequence in, a PackedSequence out (same batch sizes and indices), torch's h_n order."""
+        data = packed.data  # (N, F), the steps of all sequences, time-major
+        self._check_input(data.unsqueeze(1), packed=True)
+        B = int(packed.batch_sizes[0])
+        hx = self._check_state(state, B, data)
+        run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
+        plan = self._plan(data, B, int(packed.batch_sizes[-1]) != B, True, bptt, step=False)
+        if plan.fused:
+            out, finals = run_fused_packed(
+                self.fused_kind, packed, hx, self.flat_weights(), has_biases=self.config.bias,
+                num_layers=self.num_layers, dropout=self.config.dropout, training=self.training,
+                bidirectional=self.config.bidirectional, zero_state=state is None,
+            )
+        else:  # padded + lengths on the generic engine: no per-step packed kernels
+            x, lens = pad_packed_sequence(packed)  # (T, B, F) in the caller's order, lens (B,) on the CPU
+            T = x.shape[0]
+            mask = None if int(lens.min()) == T else lengths_to_mask(lens, T, x.device)
+            y, finals = self._forward_generic(x, hx, mask, bptt, plan)  # (T, B, D*H)
+            if packed.sorted_indices is not None:
+                y = y.index_select(1, packed.sorted_indices)  # (T, B, D*H), longest first
+                lens = lens.index_select(0, packed.sorted_indices.cpu())
+            out = PackedSequence(pack_padded_sequence(y, lens).data, packed.batch_sizes,
+                                 packed.sorted_indices, packed.unsorted_indices)
+        return out, (finals if self.kind == "lstm" else finals[0])
 
     def step(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """One time step for decoding: x (B, F) -> (y (B, H), state). Unidirectional only.
@@ -251,7 +271,7 @@ class RecurrentLayer(nn.Module):
             raise bad_argument("x", f"a 2-D tensor (B, {self.input_size}) for one step", x, "pass x[:, t]")
         hx = self._check_state(state, x.shape[0], x)
         run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
-        if self._plan(x, None, True, None, step=True).fused:
+        if self._plan(x, x.shape[0], False, True, None, step=True).fused:
             y, finals = run_fused(
                 self.fused_kind, x.unsqueeze(1), hx, self.flat_weights(), has_biases=self.config.bias,
                 num_layers=self.num_layers, dropout=self.config.dropout, training=self.training,
@@ -277,28 +297,31 @@ class RecurrentLayer(nn.Module):
              bptt: BPTT | None = None) -> Plan:
         """The dispatch plan a call with these arguments runs (backend, loop form, dtype, reasons).
 
-        ``x`` (B, T, F) plans ``forward``; a 2-D ``x`` (B, F) plans ``step``. Nothing is computed.
+        ``x`` in the layer's layout plans ``forward``; a 2-D ``x`` (B, F) plans ``step``. Nothing is computed.
 
             >>> import torch, rnnkit
             >>> print(rnnkit.LSTM(4, 8, engine="fused").plan(torch.randn(2, 5, 4)).backend)
             fused
         """
         if isinstance(x, Tensor) and x.dim() == 2:
-            return self._plan(x, None, True, None, step=True)
+            return self._plan(x, x.shape[0], False, True, None, step=True)
         self._check_input(x)
-        B, T, _ = x.shape
+        B, T = (x.shape[0], x.shape[1]) if self.config.batch_first else (x.shape[1], x.shape[0])
         _, lens, prefix = resolve_mask(mask, lengths, B, T, x.device)
-        return self._plan(x, lens, prefix, bptt, step=False)
+        return self._plan(x, B, _ragged(lens, T), prefix, bptt, step=False)
 
-    def _plan(self, x: Tensor, lens: Tensor | None, prefix: bool, bptt: BPTT | None, step: bool) -> Plan:
-        """One call's plan (rnnkit.engine.dispatch.make_plan). ``lens`` (B,) CPU or None."""
-        B, T = x.shape[0], (1 if step else x.shape[1])
+    def _plan(self, x: Tensor, B: int, ragged: bool, prefix: bool, bptt: BPTT | None, step: bool) -> Plan:
+        """One call's plan (rnnkit.engine.dispatch.make_plan). ``ragged``: some sequence is shorter than T."""
         cell = self.layers[0].fwd.cell
+        why = self.why_not_fused(bptt, prefix, x.dtype)
+        engine = self.engine
+        if self.config.proj_size and engine == "auto" and why is None:
+            engine = "fused"  # the projected cell runs step-wise under autograd on the generic engine: slower
         return make_plan(
-            self.engine, cell, why_not_fused=self.why_not_fused(bptt, prefix, x.dtype), dtype=x.dtype,
-            device=x.device, batch=B, lengths=lens is not None and lens.numel() > 0 and int(lens.min()) < T,
+            engine, cell, why_not_fused=why, dtype=x.dtype, device=x.device, batch=B, lengths=ragged,
             backward=torch.is_grad_enabled() and (x.requires_grad or cell.weight.requires_grad),
-            plain_bptt=bptt is None or bptt.is_default, step=step, where=type(self).__name__,
+            plain_bptt=bptt is None or bptt.is_default, structured=isinstance(cell, Structured), step=step,
+            where=type(self).__name__,
         )
 
     @property
@@ -311,45 +334,46 @@ class RecurrentLayer(nn.Module):
     def _forward_generic(
         self, x: Tensor, hx: tuple[Tensor, ...], mask: Tensor | None, bptt: BPTT | None, plan: Plan | None = None
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """x (T, B, F) time-major -> (y (T, B, D*H), finals (L*D, B, H) each)."""
         D = self.num_directions
         finals: list[list[Tensor]] = [[] for _ in self.state_names]
-        inp = x  # (B, T, F)
+        inp = x if x.is_contiguous() else x.contiguous()  # (T, B, F), once for both directions
         for index, layer in enumerate(self.layers):
             outs = []
-            # The projections are computed time-major, (T, B, G*H), and handed over as (B, T, G*H) views:
-            # the engine walks time-major buffers, so it takes them without a (B, T) -> (T, B) copy.
-            inp_t = inp.transpose(0, 1)
-            if not inp_t.is_contiguous():
-                inp_t = inp_t.contiguous()  # (T, B, F), once for both directions
             for d, direction in enumerate(layer.directions()):
                 k = index * D + d
-                xp = linear(inp_t, direction.input.weight, direction.input.bias).transpose(0, 1)  # one GEMM
+                # Projections are computed time-major, (T, B, G*H), and handed over as (B, T, G*H)
+                # views: the engine walks time-major buffers, so it takes them without a copy.
+                xp = linear(inp, direction.input.weight, direction.input.bias).transpose(0, 1)  # one GEMM
                 init = {name: hx[i][k] for i, name in enumerate(self.state_names)}
                 scope = f"layer{index}.{'bwd' if d else 'fwd'}"
                 result = run_cell(direction.cell, {"inputs": xp}, init, {}, mask=mask, reverse=d == 1,
                                   bptt=bptt, scope=scope, donate=True,
-                                  rebuild=_rebuild(inp_t, direction.input.weight, direction.input.bias), plan=plan)
-                outs.append(result.outputs["h"])  # (B, T, H)
+                                  rebuild=_rebuild(inp, direction.input.weight, direction.input.bias), plan=plan)
+                outs.append(result.outputs["h"].transpose(0, 1))  # (T, B, H)
                 for i, name in enumerate(self.state_names):
                     finals[i].append(result.final[name])
-            inp = outs[0] if D == 1 else torch.cat(outs, dim=2)  # (B, T, D*H)
+            inp = outs[0] if D == 1 else torch.cat(outs, dim=2)  # (T, B, D*H)
             if self.config.dropout and self.training and index < self.num_layers - 1:
                 inp = F.dropout(inp, self.config.dropout, training=True)
         return inp, tuple(torch.stack(f, dim=0) for f in finals)  # (L*D, B, H)
 
     # ------------------------------------------------------------------ checks
-    def _check_input(self, x: Tensor) -> None:
+    def _check_input(self, x: Tensor, packed: bool = False) -> None:
         name = type(self).__name__
+        layout = "(B, T, F)" if self.config.batch_first else "(T, B, F)"
+        what = "PackedSequence data (N, F)" if packed else f"a 3-D tensor {layout}"
         if not isinstance(x, Tensor):
-            raise bad_argument("x", "a tensor (B, T, F)", x, "pass a torch.Tensor")
+            raise bad_argument("x", f"a tensor {layout} or a PackedSequence", x, "pass a torch.Tensor")
         if x.dim() != 3:
-            fix = ("add a batch dimension with x.unsqueeze(0)" if x.dim() == 2
-                   else "reshape to (B, T, F); rnnkit layers are batch-first")
-            raise bad_argument("x", f"a 3-D tensor (B, T, F) with F = {self.input_size}", x, fix)
+            fix = ("add a batch dimension with x.unsqueeze(0)" if x.dim() == 2 and self.config.batch_first
+                   else "add a batch dimension with x.unsqueeze(1)" if x.dim() == 2
+                   else f"reshape to {layout}; this layer has batch_first={self.config.batch_first}")
+            raise bad_argument("x", f"{what} with F = {self.input_size}", x, fix)
         if x.shape[2] != self.input_size:
             raise bad_argument("x", f"F = {self.input_size} features in the last dimension (input_size of this {name})",
                                x, f"project the input to {self.input_size} features or build the layer with input_size={x.shape[2]}")
-        if x.shape[1] == 0:
+        if x.shape[1 if self.config.batch_first else 0] == 0 and not packed:
             raise bad_argument("x", "at least one time step (T >= 1)", x, "pass a non-empty sequence")
         weight = self.layers[0].fwd.input.weight
         if x.dtype != weight.dtype:
@@ -361,78 +385,68 @@ class RecurrentLayer(nn.Module):
             raise bad_argument("x", f"a tensor on {weight.device} (the layer's device)", x,
                                f"move it with x.to({str(weight.device)!r})")
 
-    def _check_state(self, state: State | None, batch: int, x: Tensor) -> tuple[Tensor, ...]:
+    def _state_shapes(self, batch: int) -> tuple[tuple[int, ...], ...]:
         L, D, H = self.num_layers, self.num_directions, self.hidden_size
-        shape = (L * D, batch, H)
+        h = (L * D, batch, self.config.proj_size or H)
+        return (h, (L * D, batch, H)) if self.kind == "lstm" else (h,)
+
+    def _batch_state(self, state: State | None) -> State | None:
+        """An unbatched state (L*D, H) -> (L*D, 1, H), for an unbatched input."""
+        if state is None:
+            return None
+        parts = (state,) if isinstance(state, Tensor) else tuple(state)
+        for name, part in zip(self.state_names, parts):
+            if isinstance(part, Tensor) and part.dim() != 2:
+                raise bad_argument(f"state ({name})", "a 2-D tensor (L*D, H) for an unbatched 2-D input", part,
+                                   "pass an unbatched state, or batch the input too")
+        out = tuple(p.unsqueeze(1) if isinstance(p, Tensor) else p for p in parts)
+        return out[0] if isinstance(state, Tensor) else out
+
+    def _check_state(self, state: State | None, batch: int, x: Tensor) -> tuple[Tensor, ...]:
+        shapes = self._state_shapes(batch)
         n = len(self.state_names)
         if state is None:
-            zeros = x.new_zeros(shape)
-            return (zeros,) * n
+            return tuple(x.new_zeros(shape) for shape in shapes)
         parts = (state,) if isinstance(state, Tensor) else tuple(state) if isinstance(state, (tuple, list)) else None
         if parts is None or len(parts) != n:
             expected = "a tuple (h, c)" if n == 2 else "a tensor h"
-            raise bad_argument("state", f"{expected}, each of shape {shape} (L*D, B, H)", state,
+            each = " and ".join(str(s) for s in dict.fromkeys(shapes))
+            raise bad_argument("state", f"{expected}, each of shape {each} (L*D, B, H)", state,
                                "pass the state returned by a previous call, or None for zeros")
-        for name, part in zip(self.state_names, parts):
+        for name, part, shape in zip(self.state_names, parts, shapes):
             if not isinstance(part, Tensor) or tuple(part.shape) != shape:
                 raise bad_argument(f"state ({name})", f"shape {shape} (L*D, B, H)", part,
                                    "use torch's layout: layers x directions first, then batch")
             if part.dtype != x.dtype or part.device != x.device:
                 raise bad_argument(f"state ({name})", f"dtype {x.dtype} on {x.device} (the input's)", part,
-                                   f"convert with .to(x)")
+                                   "convert with .to(x)")
         return parts
 
     def to_torch(self) -> nn.RNNBase:
-        """The equal ``torch.nn.RNN``/``LSTM``/``GRU`` (batch_first=True)."""
+        """The equal ``torch.nn.RNN``/``LSTM``/``GRU``, with this layer's ``batch_first``."""
         from rnnkit.layers.convert import to_torch
 
         return to_torch(self)
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"{c.input_size}, {c.hidden_size}, num_layers={c.num_layers}, bidirectional={c.bidirectional}, "
-                f"dropout={c.dropout}, engine={c.engine!r}")
+        text = f"{c.input_size}, {c.hidden_size}"
+        if c.num_layers != 1:
+            text += f", num_layers={c.num_layers}"
+        if self.kind == "rnn" and c.nonlinearity != "tanh":
+            text += f", nonlinearity={c.nonlinearity!r}"
+        for name, default in (("bias", True), ("dropout", 0.0), ("bidirectional", False), ("proj_size", 0),
+                              ("peepholes", False)):
+            if getattr(c, name) != default:
+                text += f", {name}={getattr(c, name)}"
+        return text + f", batch_first={c.batch_first}, engine={c.engine!r}"
 
 
-def _rebuild(inp_t: Tensor, weight: Tensor, bias: Tensor | None):
-    """Recomputes a donated projection's values (B, T, G) for a double backward."""
-    return lambda: linear(inp_t, weight, bias).transpose(0, 1)  # (B, T, G)
+def _rebuild(inp: Tensor, weight: Tensor, bias: Tensor | None):  # type: ignore[no-untyped-def]
+    """Recomputes a donated projection's values (B, T, G) for a double backward; inp is (T, B, F)."""
+    return lambda: linear(inp, weight, bias).transpose(0, 1)  # (B, T, G)
 
 
-@register_model
-class RNN(RecurrentLayer):
-    """Elman RNN layer; ``nonlinearity`` is "tanh", "relu" (both fused) or "identity" (generic)."""
-
-    kind = "rnn"
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
-                 dropout: float = 0.0, engine: str = "auto", *, nonlinearity: str = "tanh", bias: bool = True,
-                 input_init: Initializer | None = None, recurrent_init: Initializer | None = None) -> None:
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout, engine, bias=bias,
-                         nonlinearity=nonlinearity, input_init=input_init, recurrent_init=recurrent_init)
-
-
-@register_model
-class LSTM(RecurrentLayer):
-    """LSTM layer (gate order i, f, g, o); ``peepholes=True`` runs on the generic engine."""
-
-    kind = "lstm"
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
-                 dropout: float = 0.0, engine: str = "auto", *, peepholes: bool = False, bias: bool = True,
-                 input_init: Initializer | None = None, recurrent_init: Initializer | None = None) -> None:
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout, engine, bias=bias,
-                         peepholes=peepholes, input_init=input_init, recurrent_init=recurrent_init)
-
-
-@register_model
-class GRU(RecurrentLayer):
-    """GRU layer, reset-after variant (gate order r, z, n) as in cuDNN and torch.nn.GRU."""
-
-    kind = "gru"
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
-                 dropout: float = 0.0, engine: str = "auto", *, bias: bool = True,
-                 input_init: Initializer | None = None, recurrent_init: Initializer | None = None) -> None:
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout, engine, bias=bias,
-                         input_init=input_init, recurrent_init=recurrent_init)
+def _ragged(lens: Tensor | None, T: int) -> bool:
+    """Some sequence is shorter than T (``lens`` (B,) on the CPU, or None)."""
+    return lens is not None and lens.numel() > 0 and int(lens.min()) < T

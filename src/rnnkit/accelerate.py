@@ -1,0 +1,3 @@
+"""placeholder"""
+def accelerate(model, engine="auto", undo=False):
+    raise NotImplementedError

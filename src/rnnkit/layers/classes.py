@@ -1,0 +1,71 @@
+"""``rnnkit.RNN``, ``rnnkit.LSTM``, ``rnnkit.GRU``: torch.nn's constructor, batch-first by default.
+
+The positional order is torch.nn's, so ``rnnkit.LSTM(10, 20, 2, True)`` means ``bias=True`` as it
+does in torch; rnnkit's own options (``engine``, ``peepholes``, ``input_init``,
+``recurrent_init``) are keyword-only. The one default that differs from torch.nn is
+``batch_first=True``; ``rnnkit.nn.RNN``/``LSTM``/``GRU`` take torch's ``False`` and torch's
+initialisation, for code written against torch.nn.
+
+    >>> import torch, rnnkit
+    >>> lstm = rnnkit.LSTM(8, 16, 2, True, True, 0.0, True, 4)   # torch's positional order
+    >>> y, (h, c) = lstm(torch.randn(3, 5, 8))
+    >>> tuple(y.shape), tuple(h.shape), tuple(c.shape)   # (B, T, D*P), (L*D, B, P), (L*D, B, H)
+    ((3, 5, 8), (4, 3, 4), (4, 3, 16))
+"""
+from __future__ import annotations
+
+import torch
+
+from rnnkit.checkpoint.registry import register_model
+from rnnkit.init import Initializer
+from rnnkit.layers.recurrent import RecurrentLayer
+
+__all__ = ["GRU", "LSTM", "RNN"]
+
+Device = torch.device | str | None
+
+
+@register_model
+class RNN(RecurrentLayer):
+    """Elman RNN layer; ``nonlinearity`` is "tanh", "relu" (both fused) or "identity" (generic)."""
+
+    kind = "rnn"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
+                 bias: bool = True, batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False,
+                 proj_size: int = 0, device: Device = None, dtype: torch.dtype | None = None, *,
+                 engine: str = "auto", input_init: Initializer | None = None,
+                 recurrent_init: Initializer | None = None) -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
+                         device, dtype, nonlinearity=nonlinearity, engine=engine, input_init=input_init,
+                         recurrent_init=recurrent_init)
+
+
+@register_model
+class LSTM(RecurrentLayer):
+    """LSTM layer (gate order i, f, g, o); ``proj_size`` as in torch.nn; ``peepholes=True`` runs generic."""
+
+    kind = "lstm"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                 device: Device = None, dtype: torch.dtype | None = None, *, engine: str = "auto",
+                 peepholes: bool = False, input_init: Initializer | None = None,
+                 recurrent_init: Initializer | None = None) -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
+                         device, dtype, engine=engine, peepholes=peepholes, input_init=input_init,
+                         recurrent_init=recurrent_init)
+
+
+@register_model
+class GRU(RecurrentLayer):
+    """GRU layer, reset-after variant (gate order r, z, n) as in cuDNN and torch.nn.GRU."""
+
+    kind = "gru"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                 device: Device = None, dtype: torch.dtype | None = None, *, engine: str = "auto",
+                 input_init: Initializer | None = None, recurrent_init: Initializer | None = None) -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
+                         device, dtype, engine=engine, input_init=input_init, recurrent_init=recurrent_init)
