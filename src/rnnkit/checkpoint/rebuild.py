@@ -170,6 +170,18 @@ def _compare(model: nn.Module, stored: dict[str, StoredTensor], tied: dict[str, 
                                   f"Fix: {_FIX_CODE}")
 
 
+def _legacy_renames(model: nn.Module) -> dict[str, str]:
+    """Old stored name -> current name, from every submodule that defines ``legacy_state_dict_keys()``
+    (rnnkit's RNN/LSTM/GRU saved before 0.2 used submodule keys such as ``layers.0.fwd.cell.weight``)."""
+    renames: dict[str, str] = {}
+    for prefix, module in model.named_modules():
+        legacy = getattr(module, "legacy_state_dict_keys", None)
+        if callable(legacy):
+            dot = prefix + "." if prefix else ""
+            renames.update({dot + old: dot + new for old, new in legacy().items()})
+    return renames
+
+
 def rebuild(cls: type[nn.Module], config: Any, blob: bytes, tied: dict[str, str], where: Path) -> nn.Module:
     """A ``cls`` built from ``config`` holding the tensors of safetensors ``blob`` bit for bit, on the CPU.
 
@@ -179,9 +191,7 @@ def rebuild(cls: type[nn.Module], config: Any, blob: bytes, tied: dict[str, str]
     """
     stored = read_header(blob, where)
     model = _build_on_meta(cls, config, stored, tied, where)
-    from rnnkit.layers.torch_names import legacy_renames  # deferred: layers sit above checkpoint
-
-    renames = legacy_renames(model)  # rnnkit layers saved before 0.2 used submodule keys (layers.0.fwd.cell.weight)
+    renames = _legacy_renames(model)
     stored = {renames.get(n, n): s for n, s in stored.items()}
     tied = {renames.get(a, a): renames.get(s, s) for a, s in tied.items()}
     _compare(model, stored, tied, where)

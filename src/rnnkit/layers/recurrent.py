@@ -45,6 +45,7 @@ from rnnkit.layers.torch_names import TorchNames
 __all__ = ["LayerConfig", "RecurrentLayer"]
 
 State = Tensor | tuple[Tensor, Tensor]
+_BY_KIND: dict[str, type] = {}  # "rnn" | "lstm" | "gru" -> the class from_config builds
 
 
 class _Direction(nn.Module):
@@ -109,6 +110,11 @@ class RecurrentLayer(TorchNames):
             torch.set_rng_state(rng)
             self.reset_parameters()
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            _BY_KIND.setdefault(cls.kind, cls)  # the first: rnnkit.RNN/LSTM/GRU (rnnkit.layers.classes)
+
     def reset_parameters(self) -> None:
         """torch.nn's initialisation: every parameter U(-1/sqrt(H), 1/sqrt(H)), in torch's order
         (so under the same seed, the same values as the torch.nn module)."""
@@ -133,10 +139,8 @@ class RecurrentLayer(TorchNames):
     @classmethod
     def from_config(cls, config: LayerConfig) -> RecurrentLayer:
         """The layer ``config`` describes (of this class when it has the config's kind)."""
-        from rnnkit.layers.classes import GRU, LSTM, RNN
-
         c = config
-        target = cls if cls.kind == c.kind else {"rnn": RNN, "lstm": LSTM, "gru": GRU}[c.kind]
+        target = cls if cls.kind == c.kind else _BY_KIND[c.kind]
         kwargs = dict(num_layers=c.num_layers, bias=c.bias, batch_first=c.batch_first, dropout=c.dropout,
                       bidirectional=c.bidirectional, proj_size=c.proj_size, engine=c.engine)
         if c.kind == "rnn":

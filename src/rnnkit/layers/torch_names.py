@@ -83,7 +83,7 @@ def legacy_renames(model: nn.Module) -> dict[str, str]:
     for prefix, module in model.named_modules():
         if isinstance(module, TorchNames):
             dot = prefix + "." if prefix else ""
-            renames.update({dot + path: dot + name for name, path in _key_map(module).items()})
+            renames.update({dot + old: dot + new for old, new in module.legacy_state_dict_keys().items()})
     return renames
 
 
@@ -210,6 +210,10 @@ class TorchNames(nn.Module):
         return ("h", "c") if self.config.kind == "lstm" else ("h",)
 
     # ------------------------------------------------------------------ parameter names
+
+    def legacy_state_dict_keys(self) -> dict[str, str]:
+        """Old submodule key -> torch key of each parameter (the checkpoint loader reads it)."""
+        return {path: name for name, path in _key_map(self).items()}
 
     def _install_torch_names(self) -> None:
         self.register_state_dict_post_hook(_state_dict_hook)
