@@ -6,11 +6,12 @@ is one recurrent matmul then pointwise math, which the generic engine runs faste
 from rnnkit.cells.base import Recurrent, Scan
 from rnnkit.cells.elman import ACTIVATIONS, ElmanCell, SimpleRecurrent
 from rnnkit.cells.gru import GRUCell
+from rnnkit.cells.layernorm_gru import LayerNormGRUCell
 from rnnkit.cells.layernorm_lstm import LayerNormLSTMCell
 from rnnkit.cells.lstm import LSTMCell
 from rnnkit.cells.structured import Structured
 
 __all__ = [
-    "ACTIVATIONS", "ElmanCell", "GRUCell", "LSTMCell", "LayerNormLSTMCell", "Recurrent",
+    "ACTIVATIONS", "ElmanCell", "GRUCell", "LSTMCell", "LayerNormGRUCell", "LayerNormLSTMCell", "Recurrent",
     "Scan", "SimpleRecurrent", "Structured",
 ]
