@@ -124,7 +124,7 @@ def make_plan(
     if engine == "fused" and why_not_fused is not None:
         raise _fused_error(where or type(cell).__name__, why_not_fused)
     sig = (type(cell), bool(getattr(cell, "peepholes", False)), getattr(cell, "fused_kind", None) or "",
-           getattr(cell, "hidden_size", 1) == 0)
+           getattr(cell, "hidden_size", 1) == 0, *_compiles(cell, dtype, device) if structured else (None, None, False))
     return _plan(engine, sig, why_not_fused, dtype, torch.device(device), batch, lengths, backward, plain_bptt,
                  structured, step, where or type(cell).__name__)
 
@@ -198,8 +198,9 @@ def _generic(engine: str, sig: tuple, dtype: torch.dtype, device: torch.device, 
         compute = torch.float32
         dtype_why = ("bfloat16 on CPU: the recurrence runs in float32 in the C kernels (as oneDNN's bf16 LSTM "
                      "does inside its kernel) and the results are rounded to bfloat16")
-    if not has_c or compute != torch.float32 or device.type != "cpu":
-        loop, loop_why = "eager", f"eager kernel: C code serves float32 CPU calls only (this call: {dtype}, {device.type})"
+    if not has_c or compute not in (torch.float32, torch.float64) or device.type != "cpu":
+        loop, loop_why = "eager", ("eager kernel: compiled C serves float32/float64 CPU calls with a C compiler "
+                                   f"(this call: {dtype}, {device.type})")
     elif plain_bptt and batch <= _max_native_batch():
         loop, loop_why = "native", f"whole-sequence C loop (B = {batch} <= {_max_native_batch()}, plain BPTT)"
     elif _has_hybrid(sig):
@@ -213,25 +214,34 @@ def _generic(engine: str, sig: tuple, dtype: torch.dtype, device: torch.device, 
                 (("backend", why), ("loop", loop_why), ("dtype", dtype_why)))
 
 
-# ---------------------------------------------------------------- what the kernels can run today
-# The cell compiler (issue 9) replaces these three with compile_cell()/explain(); the plan then
-# asks it, and the structured engine maps plan.loop to its kernels.
-def _compiled(sig: tuple, dtype: torch.dtype, device: torch.device) -> tuple[bool, bool, str | None]:
-    """(has an engine kernel, has C code for float32 CPU, why not compiled)."""
-    from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
-    from rnnkit.engine.native import library
+# ---------------------------------------------------------------- what the kernels can run
+def _compiles(cell: Any, dtype: torch.dtype, device: torch.device | str) -> tuple[str | None, str | None, bool]:
+    """(compiled unit or None, why it does not compile, has C for this call) from the cell
+    compiler (``rnnkit.engine.compiler``); the legacy hand-written kernels under
+    RNNKIT_LEGACY_KERNELS=1."""
+    from rnnkit.engine import structured
 
-    kind, peepholes = sig[0], sig[1]
-    if kind not in (ElmanCell, GRUCell, LSTMCell):
-        return False, False, f"{kind.__name__} is not a built-in cell"
-    native = not peepholes and device.type == "cpu" and library() is not None
-    return True, native, None
+    if structured._legacy(cell):
+        from rnnkit.engine.native import library
+
+        native = not getattr(cell, "peepholes", False) and torch.device(device).type == "cpu" and library() is not None
+        return "legacy", None, native
+    from rnnkit.engine.compiler import compile_cell, explain
+
+    compute = torch.float32 if dtype == torch.bfloat16 else dtype
+    cc = compile_cell(cell, compute, device)
+    if cc is None:
+        return None, explain(cell), False
+    return cc.unit, None, cc.c("fwd_seq", compute) is not None and torch.device(device).type == "cpu"
+
+
+def _compiled(sig: tuple, dtype: torch.dtype, device: torch.device) -> tuple[bool, bool, str | None]:
+    """(has a compiled kernel, has C code for this call, why not compiled), read from ``sig``."""
+    return sig[4] is not None, bool(sig[6]), sig[5]
 
 
 def _has_hybrid(sig: tuple) -> bool:
-    from rnnkit.cells import GRUCell, LSTMCell
-
-    return sig[0] in (LSTMCell, GRUCell) and not sig[1]
+    return bool(sig[6])  # every compiled cell with C has the per-step entry points
 
 
 def _max_native_batch() -> int:

@@ -26,6 +26,7 @@ How it works (the FlashRNN / haste organisation):
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import torch
@@ -37,17 +38,30 @@ from rnnkit.cells.structured import Structured
 from rnnkit.engine.bptt import BPTT
 from rnnkit.engine.double import recompute_backward
 from rnnkit.engine.gemm import mm_tn
-from rnnkit.engine.kernels import Kernel, extra_params, make_kernel
+from rnnkit.engine.compiler import compile_cell
+from rnnkit.engine.compiler.kernels import EagerKernel, SeqKernel, StepKernel, make_compiled_kernel
+from rnnkit.engine.compiler.trace import extra_params as pointwise_params
+from rnnkit.engine.kernels import AutogradKernel, Kernel, extra_params, make_kernel
 from rnnkit.engine.native import library, make_hybrid_kernel, make_native_kernel
 
 __all__ = ["can_run_structured", "scan_structured"]
 
 
+LEGACY = os.environ.get("RNNKIT_LEGACY_KERNELS", "0") == "1"  # the hand-written kernels, for comparison
+
+
+def _legacy(cell: Structured) -> bool:
+    return LEGACY and type(cell) in (ElmanCell, GRUCell, LSTMCell)
+
+
 def _upcast(cell: Structured, xp: Tensor) -> bool:
-    """True for a bfloat16 CPU call of a built-in cell that the float32 C kernels serve."""
-    kind = type(cell)
-    return (xp.dtype == torch.bfloat16 and xp.device.type == "cpu" and kind in (ElmanCell, GRUCell, LSTMCell)
-            and not getattr(cell, "peepholes", False) and library() is not None)
+    """True for a bfloat16 CPU call of a cell that the float32 C code serves."""
+    if xp.dtype != torch.bfloat16 or xp.device.type != "cpu":
+        return False
+    if _legacy(cell):
+        return not getattr(cell, "peepholes", False) and library() is not None
+    cc = compile_cell(cell, torch.float32, xp.device)
+    return cc is not None and cc.c("fwd_seq", torch.float32) is not None
 
 
 def _keep_graph() -> bool:
@@ -83,8 +97,33 @@ class _Setup:
         self.mm_dtype: torch.dtype | None = None  # bf16: a bf16 call's per-step matmuls (hybrid kernels)
 
 
+def _make_kernel(setup: _Setup, X: Tensor, W: Tensor, b: Tensor | None, bufs: list[Tensor],
+                 params: tuple[Tensor, ...]) -> Kernel:
+    """The kernel of this call, in the plan's loop form (``setup.plan``; None: the fastest that
+    serves): compiled code for a cell the compiler takes (whole-sequence C, per-step C between
+    oneDNN matmuls, or eager torch ops), else the autograd kernel."""
+    cell, loop = setup.cell, None if setup.plan is None else setup.plan.loop
+    if _legacy(cell):
+        kernel = make_native_kernel(cell, X, W, b, bufs, setup.reverse, setup.bptt.is_default) \
+            if loop in (None, "native") else None
+        return kernel or (make_hybrid_kernel(cell, X, W, b, bufs, setup.reverse, setup.mm_dtype)
+                          if loop in (None, "hybrid") else None) or make_kernel(cell, X, W, b, bufs, setup.reverse)
+    cc = compile_cell(cell, X.dtype, X.device)
+    if cc is None:
+        return AutogradKernel(cell, X, W, b, bufs, setup.reverse, pointwise_params(cell))
+    args = (cc, cell, X, W, b, bufs, setup.reverse, params)
+    has_c = cc.c("fwd_seq", X.dtype) is not None and X.device.type == "cpu"
+    if loop == "native" and has_c and setup.bptt.is_default and setup.mm_dtype is None:
+        return SeqKernel(*args)
+    if loop == "hybrid" and has_c:
+        return StepKernel(*args, mm_dtype=setup.mm_dtype)
+    if loop in ("eager", "autograd"):
+        return EagerKernel(*args)
+    return make_compiled_kernel(*args, setup.bptt.is_default, setup.mm_dtype)
+
+
 def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: Tensor | None,
-                 states0: tuple[Tensor, ...]) -> tuple[Kernel, Tensor | None]:
+                 states0: tuple[Tensor, ...], params: tuple[Tensor, ...]) -> tuple[Kernel, Tensor | None]:
     """Fill the kernel's buffers; returns it and the time-major mask (T, B, 1) or None."""
     B, T = xp.shape[0], xp.shape[1]
     X = xp.transpose(0, 1)  # (T, B, G)
@@ -97,14 +136,10 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
         buf[first] = s
         bufs.append(buf)
     m = None if mask is None else mask.t().unsqueeze(-1)  # (T, B, 1) bool, time order
-    loop = None if setup.plan is None else setup.plan.loop  # the dispatch plan's loop form
-    kernel = make_native_kernel(setup.cell, X, W, b, bufs, setup.reverse, setup.bptt.is_default) \
-        if loop in (None, "native") else None
-    if kernel is not None:
+    kernel = _make_kernel(setup, X, W, b, bufs, params)
+    if getattr(kernel, "native", False):
         kernel.run_forward(None if m is None else m.squeeze(-1).float().contiguous())  # type: ignore[attr-defined]
         return kernel, m
-    kernel = (make_hybrid_kernel(setup.cell, X, W, b, bufs, setup.reverse, setup.mm_dtype)
-              if loop in (None, "hybrid") else None) or make_kernel(setup.cell, X, W, b, bufs, setup.reverse)
     fwd = kernel.fwd
     if m is None:
         for k in range(T):
@@ -133,7 +168,7 @@ class _StructuredScan(torch.autograd.Function):
     def forward(ctx: Any, setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: Tensor | None,
                 n_states: int, *rest: Tensor) -> tuple[Tensor, ...]:
         states0, params = rest[:n_states], rest[n_states:]
-        kernel, m = _run_forward(setup, xp, W, b, mask, states0)
+        kernel, m = _run_forward(setup, xp, W, b, mask, states0, params)
         setup.kernel = kernel
         ctx.set_materialize_grads(False)  # unused outputs (often the cell-state sequence) get None, not zeros
         ctx.setup, ctx.m, ctx.n_params, ctx.has_b = setup, m, len(params), b is not None
@@ -255,7 +290,7 @@ def scan_structured(
     ``plan`` (``rnnkit.engine.dispatch.Plan``) fixes the loop form and the dtype handling.
     """
     init = tuple(states0[name] for name in cell.states)
-    named = extra_params(cell)
+    named = extra_params(cell) if _legacy(cell) else pointwise_params(cell)
     params = tuple(p for _, p in named)
     if bptt.tap is not None:
         for name in cell.states:
@@ -283,7 +318,8 @@ def scan_structured(
             outs = list(_StructuredScan.apply(setup, xp, W, b, mask, len(init), *init, *params))
         else:
             with torch.no_grad():
-                kernel, _ = _run_forward(setup, xp, W.detach(), None if b is None else b.detach(), mask, init)
+                kernel, _ = _run_forward(setup, xp, W.detach(), None if b is None else b.detach(), mask, init,
+                                            tuple(p.detach() for p in params))
             outs = _outputs(kernel, mask) + [rows[-1] for rows in (kernel.bounds(buf) for buf in kernel.states)]
     if io_dtype != xp.dtype:
         outs = [o.to(io_dtype) for o in outs]

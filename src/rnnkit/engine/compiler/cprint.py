@@ -1,0 +1,236 @@
+"""The C printer: row functions for a forward and a backward graph, and the loops around them.
+
+For each compiled cell (a *unit*, named ``c<digest>``) and each of float32 and float64 it prints:
+
+* ``<unit>_row_fwd_<T>`` / ``<unit>_row_bwd_<T>``: one batch row of one step (static inline).
+  A graph with per-row reductions is printed as several loops over the H columns: loop m
+  computes the column values the reductions of level m+1 need (and accumulates them), the row
+  values of level m+1 are computed between loops, the last loop stores the outputs. Column
+  values are recomputed in each loop rather than kept (no scratch memory per row). All loads of
+  column j happen before any store to column j, so outputs may overwrite inputs in place.
+* ``<unit>_fwd_seq_<T>`` / ``<unit>_bwd_seq_<T>``: the whole recurrence (matvec + rows, masks),
+  for small batches.
+* ``<unit>_step_fwd_<T>`` / ``<unit>_step_bwd_<T>``: one step for all rows, between two matmuls
+  the caller runs on oneDNN (the hybrid path; masks and BPTT options stay in Python).
+
+Buffers are the engine's (``rnnkit.engine.structured``): X (T, B, G), HW (T, B, G) (cells that
+do not only add x and hw), states (T+1, B, H), D/DHW the gradients, M (T, B) 1/0 masks.
+"""
+from __future__ import annotations
+
+from rnnkit.engine.compiler.ir import Graph
+from rnnkit.engine.compiler.ops import c_expr
+
+__all__ = ["PRELUDE", "unit_source"]
+
+PRELUDE = r"""
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+#define STEP(k) const long t = rev ? T - 1 - (k) : (k); const long sb = rev ? t + 1 : t; \
+    const long sa = rev ? t : t + 1; (void)sb; (void)sa;
+#define REAL(t, b) (M ? M[(t) * B + (b)] != 0 : 1)
+"""
+
+_TYPED = r"""
+static inline {T} sg_{S}({T} x) {{ return ({T})1 / (({T})1 + exp{F}(-x)); }}
+static inline {T} th_{S}({T} x) {{ return ({T})2 / (({T})1 + exp{F}(({T})-2 * x)) - ({T})1; }}
+/* y[b, j] += sum_k h[b, k] W[j, k] */
+static void mv_{S}(long B, long G, long H, const {T} *h, const {T} *W, {T} *y) {{
+    for (long b = 0; b < B; ++b) {{
+        const {T} *hb = h + b * H; {T} *yb = y + b * G;
+        for (long j = 0; j < G; ++j) {{
+            const {T} *w = W + j * H; {T} s = 0;
+#pragma omp simd reduction(+ : s)
+            for (long k = 0; k < H; ++k) s += w[k] * hb[k];
+            yb[j] += s;
+        }}
+    }}
+}}
+/* dh[b, k] += sum_j d[b, j] W[j, k] */
+static void mvt_{S}(long B, long G, long H, const {T} *d, const {T} *W, {T} *dh) {{
+    for (long b = 0; b < B; ++b) {{
+        const {T} *db = d + b * G; {T} *o = dh + b * H;
+        for (long j = 0; j < G; ++j) {{
+            const {T} a = db[j];
+            if (a == 0) continue;
+            const {T} *w = W + j * H;
+#pragma omp simd
+            for (long k = 0; k < H; ++k) o[k] += a * w[k];
+        }}
+    }}
+}}
+"""
+
+TYPES = (("float", "f32", "f"), ("double", "f64", ""))
+
+
+def prelude() -> str:
+    return PRELUDE + "".join(_TYPED.format(T=T, S=S, F=F) for T, S, F in TYPES)
+
+
+def _levels(g: Graph, live: list[int]) -> dict[int, int]:
+    level: dict[int, int] = {}
+    for n in live:
+        node = g.nodes[n]
+        base = max((level[a] for a in node.args), default=0)
+        level[n] = base + 1 if node.op == "rsum" else base
+    return level
+
+
+def _closure(g: Graph, roots: list[int]) -> list[int]:
+    """Column nodes the roots need inside a loop (stopping at row nodes), topological order."""
+    seen: set[int] = set()
+    stack = [r for r in roots if not g.nodes[r].row]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(a for a in g.nodes[n].args if not g.nodes[a].row)
+    return sorted(seen)
+
+
+def _body(g: Graph, T: str, load: dict[str, object], store: object) -> list[str]:
+    """Statements of a row function: staged loops (see the module docstring)."""
+    live = g.live()
+    level = _levels(g, live)
+    final = max((level[n] for n in g.outputs.values()), default=0)
+    name = lambda n: c_expr(g, n, name, T) if g.nodes[n].op in ("const", "count") else f"v{n}"  # noqa: E731
+    lines: list[str] = []
+    rows = [n for n in live if g.nodes[n].row and g.nodes[n].op not in ("const", "count")]
+    sums = [n for n in rows if g.nodes[n].op == "rsum"]
+    for m in range(final + 1):
+        for n in rows:  # row values of this level (rsums of this level were accumulated by loop m-1)
+            if level[n] == m and g.nodes[n].op != "rsum":
+                lines.append(f"const {T} v{n} = {c_expr(g, n, name, T)};")
+        acc = [n for n in sums if level[n] == m + 1]
+        roots = [a for n in acc for a in g.nodes[n].args]
+        if m == final:
+            roots += list(g.outputs.values())
+        cols = _closure(g, roots)
+        for n in acc:
+            lines.append(f"{T} v{n} = 0;")
+        red = f" reduction(+ : {', '.join(f'v{n}' for n in acc)})" if acc else ""
+        lines.append(f"#pragma omp simd{red}")
+        lines.append("for (long j = 0; j < H; ++j) {")
+        body = []
+        for n in cols:
+            node = g.nodes[n]
+            if node.op in load:
+                body.insert(0, f"    const {T} v{n} = {load[node.op](*node.attr)};")  # type: ignore[operator]
+            else:
+                body.append(f"    const {T} v{n} = {c_expr(g, n, name, T)};")
+        lines += body
+        for n in acc:
+            lines.append(f"    v{n} += {' + '.join(name(a) for a in g.nodes[n].args)};")
+        if m == final:
+            for key, n in g.outputs.items():
+                lines.append("    " + store(key, name(n)))  # type: ignore[operator]
+        lines.append("}")
+    return lines
+
+
+def unit_source(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, summed: bool) -> str:
+    """C source of one compiled cell, float32 and float64 (see the module docstring)."""
+    out = []
+    for T, sfx, _ in TYPES:
+        out.append(_unit(unit, fwd, bwd, G, S, P, rec, summed, T, sfx))
+    return "\n".join(out)
+
+
+def _unit(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, summed: bool, T: str,
+          sfx: str) -> str:
+    ptrs = [f"{T} *const sp{i} = sp[{i}]; {T} *const sn{i} = sn[{i}];" for i in range(S)]
+    ptrs += [f"const {T} *const p{i} = P[{i}];" for i in range(P)]
+    f_load = {
+        "x": lambda b: f"x[{b} * H + j]", "z": lambda b: f"x[{b} * H + j]", "hw": lambda b: f"hw[{b} * H + j]",
+        "s": lambda i: f"sp{i}[j]", "p": lambda i, b: f"p{i}[{b} * H + j]",
+    }
+    f_store = lambda key, v: f"sn{key[1]}[j] = real ? {v} : sp{key[1]}[j];"  # noqa: E731
+    pro = f"    if (hw) for (long j = 0; j < {G} * H; ++j) x[j] += hw[j];\n" if summed else ""
+    fwd_fn = (f"static __attribute__((noinline)) void {unit}_row_fwd_{sfx}(long H, {T} *x, const {T} *hw, {T} *const *sp, "
+              f"{T} *const *sn, const {T} *const *P, int real) {{\n"
+              f"    (void)hw; (void)P;\n" + pro + "".join(f"    {p}\n" for p in ptrs)
+              + "".join(f"    {ln}\n" for ln in _body(fwd, T, f_load, f_store)) + "}\n")
+    bptrs = [f"{T} *const sp{i} = sp[{i}]; {T} *const ds{i} = ds[{i}]; const {T} *const gy{i} = gy ? gy[{i}] : NULL;"
+             for i in range(S)]
+    bptrs += [f"const {T} *const p{i} = P[{i}]; {T} *const dp{i} = dP[{i}];" for i in range(P)]
+    b_load = dict(f_load)
+    b_load["gy"] = lambda i: f"ds{i}[j] + (gy{i} ? gy{i}[j] : ({T})0)"
+
+    def b_store(key: tuple, v: str) -> str:
+        kind = key[0]
+        if kind in ("dz", "dx"):
+            return f"dx[{key[1]} * H + j] = {v};"
+        if kind == "dhw":
+            return f"dhw[{key[1]} * H + j] = {v};"
+        if kind == "ds":
+            return f"ds{key[1]}[j] = {v};"
+        return f"dp{key[1]}[{key[2]} * H + j] += {v};"
+
+    bwd_fn = (f"static __attribute__((noinline)) void {unit}_row_bwd_{sfx}(long H, const {T} *x, const {T} *hw, {T} *const *sp, "
+              f"const {T} *const *gy, {T} *const *ds, {T} *dx, {T} *dhw, {T} *const *dP, const {T} *const *P) {{\n"
+              f"    (void)hw; (void)dhw; (void)P; (void)dP;\n" + "".join(f"    {p}\n" for p in bptrs)
+              + "".join(f"    {ln}\n" for ln in _body(bwd, T, b_load, b_store)) + "}\n")
+    Sarr = f"{T} *sp[{S}], *sn[{S}]"
+    seq_fwd = f"""
+void {unit}_fwd_seq_{sfx}(long T, long B, long H, int rev, {T} *X, {T} *HW, const {T} *W, const {T} *bias,
+                      {T} *const *St, const {T} *const *P, const float *M) {{
+    const long G = {G} * H; {Sarr};
+    for (long k = 0; k < T; ++k) {{
+        STEP(k)
+        {T} *x = X + t * B * G;
+        {"" if summed else f"{T} *hw = HW + t * B * G; for (long b = 0; b < B; ++b) {{ if (bias) memcpy(hw + b * G, bias, sizeof({T}) * G); else memset(hw + b * G, 0, sizeof({T}) * G); }}"}
+        mv_{sfx}(B, G, H, St[{rec}] + sb * B * H, W, {"x" if summed else "hw"});
+        for (long b = 0; b < B; ++b) {{
+            for (int i = 0; i < {S}; ++i) {{ sp[i] = St[i] + (sb * B + b) * H; sn[i] = St[i] + (sa * B + b) * H; }}
+            {unit}_row_fwd_{sfx}(H, x + b * G, {"NULL" if summed else "hw + b * G"}, sp, sn, P, REAL(t, b));
+        }}
+    }}
+}}
+void {unit}_bwd_seq_{sfx}(long T, long B, long H, int rev, {T} *X, {T} *HW, const {T} *W, {T} *const *St,
+                      const {T} *const *P, {T} *const *GY, {T} *const *dS, {T} *D, {T} *DHW, {T} *const *dP,
+                      const float *M) {{
+    const long G = {G} * H; {T} *sp[{S}], *ds[{S}]; const {T} *gy[{S}];
+    for (long k = T - 1; k >= 0; --k) {{
+        STEP(k)
+        for (long b = 0; b < B; ++b) {{
+            const long r = t * B + b;
+            if (!REAL(t, b)) {{
+                memset(D + r * G, 0, sizeof({T}) * G);
+                {"" if summed else f"memset(DHW + r * G, 0, sizeof({T}) * G);"}
+                continue;
+            }}
+            for (int i = 0; i < {S}; ++i) {{
+                sp[i] = St[i] + (sb * B + b) * H; ds[i] = dS[i] + b * H; gy[i] = GY[i] ? GY[i] + r * H : NULL;
+            }}
+            {unit}_row_bwd_{sfx}(H, X + r * G, {"NULL" if summed else "HW + r * G"}, sp, gy, ds, D + r * G,
+                              {"NULL" if summed else "DHW + r * G"}, dP, P);
+        }}
+        mvt_{sfx}(B, G, H, {"D" if summed else "DHW"} + t * B * G, W, dS[{rec}]);
+    }}
+}}
+void {unit}_step_fwd_{sfx}(long T, long B, long H, int rev, long k, {T} *X, const {T} *hw, {T} *HW,
+                       {T} *const *St, const {T} *const *P) {{
+    const long G = {G} * H; {Sarr};
+    STEP(k)
+    {"" if summed else f"if (HW + t * B * G != hw) memcpy(HW + t * B * G, hw, sizeof({T}) * B * G);"}
+    for (long b = 0; b < B; ++b) {{
+        for (int i = 0; i < {S}; ++i) {{ sp[i] = St[i] + (sb * B + b) * H; sn[i] = St[i] + (sa * B + b) * H; }}
+        {unit}_row_fwd_{sfx}(H, X + (t * B + b) * G, hw + b * G, sp, sn, P, 1);
+    }}
+}}
+void {unit}_step_bwd_{sfx}(long T, long B, long H, int rev, long k, {T} *X, {T} *HW, {T} *const *St,
+                       const {T} *const *P, {T} *const *dS, {T} *D, {T} *DHW, {T} *const *dP) {{
+    const long G = {G} * H; {T} *sp[{S}], *ds[{S}];
+    STEP(k)
+    for (long b = 0; b < B; ++b) {{
+        const long r = t * B + b;
+        for (int i = 0; i < {S}; ++i) {{ sp[i] = St[i] + (sb * B + b) * H; ds[i] = dS[i] + b * H; }}
+        {unit}_row_bwd_{sfx}(H, X + r * G, {"NULL" if summed else "HW + r * G"}, sp, NULL, ds, D + r * G,
+                          {"NULL" if summed else "DHW + r * G"}, dP, P);
+    }}
+}}
+"""
+    return fwd_fn + bwd_fn + seq_fwd

@@ -1,0 +1,97 @@
+"""Rewrites of the traced IR and its reverse-mode derivative, both as IR graphs.
+
+* :func:`sum_inputs`: when every use of the projected input block x_g and of hw_g is the sum
+  x_g + hw_g (LSTM, Elman and most cells), the graph reads one load ("z", g) instead. The
+  forward then stores only z (the matmul accumulates straight into the input buffer, the
+  recurrent bias is folded into it once), and d(x) and d(hw) are one buffer.
+* :func:`backward`: the backward graph of a forward graph. Its loads are the forward's plus
+  ("gy", i), d(state i after the step); it recomputes the forward values it needs from the
+  stored inputs (nothing but the inputs and the states is kept between the passes). Per-row
+  reductions in the forward produce per-row reductions in the backward (the adjoint of a row
+  value sums its column contributions), so LayerNorm cells differentiate like any other.
+"""
+from __future__ import annotations
+
+from rnnkit.engine.compiler.ir import Graph
+from rnnkit.engine.compiler.ops import grad
+
+__all__ = ["backward", "sum_inputs"]
+
+
+def sum_inputs(g: Graph, G: int) -> Graph | None:
+    """The graph over ("z", b) = x_b + hw_b loads, or None when x or hw is used otherwise."""
+    users = g.users()
+    live = set(g.live())
+    loads = {}
+    for n in live:
+        node = g.nodes[n]
+        if node.op in ("x", "hw"):
+            loads[(node.op, node.attr[0])] = n
+    mapping: dict[int, int] = {}
+    out = Graph()
+    for (kind, b), n in loads.items():
+        other = loads.get(("hw" if kind == "x" else "x", b))
+        if other is None:
+            return None
+        for u in users[n]:
+            if u not in live:
+                continue
+            node = g.nodes[u]
+            if node.op != "add" or sorted(node.args) != sorted((n, other)):
+                return None
+            mapping[u] = out.load("z", b)
+    for n in loads.values():
+        mapping[n] = -1  # never read again: every user is rewritten
+    g.replay(mapping, out)
+    out.outputs = {k: mapping[v] for k, v in g.outputs.items()}
+    return out
+
+
+def backward(fwd: Graph, G: int, S: int, summed: bool) -> Graph:
+    """The backward graph of ``fwd`` (see the module docstring). Stores: ("dz", b) or
+    ("dx", b) and ("dhw", b) for every block, ("ds", i) for every state (the part of d(state
+    before the step) that does not go through the matmul), ("dp", i, b) accumulated."""
+    g = Graph()
+    mapping = fwd.replay({}, g)
+    outs = {k: mapping[v] for k, v in fwd.outputs.items()}
+    order = sorted(set(mapping.values()), reverse=True)
+    adj: dict[int, list[int]] = {}
+    for i in range(S):
+        adj.setdefault(outs[("s", i)], []).append(g.load("gy", i))
+    stores: dict[tuple, int] = {}
+    zero = g.const(0.0)
+    for n in order:
+        if n not in adj:
+            continue
+        node = g.nodes[n]
+        terms = adj.pop(n)
+        if node.row:
+            cols = [t for t in terms if not g.nodes[t].row]
+            rows = [t for t in terms if g.nodes[t].row]
+            if cols:
+                rows.append(g.add("rsum", tuple(cols)))
+            a = g.sum_of(rows)
+        else:
+            a = g.sum_of(terms)
+        if a is None or a == zero:
+            continue
+        if node.op == "z":
+            stores[("dz", node.attr[0])] = a
+        elif node.op == "x":
+            stores[("dx", node.attr[0])] = a
+        elif node.op == "hw":
+            stores[("dhw", node.attr[0])] = a
+        elif node.op == "s":
+            stores[("ds", node.attr[0])] = a
+        elif node.op == "p":
+            stores[("dp", *node.attr)] = a
+        else:
+            for arg, contrib in grad(g, n, a):
+                if contrib != zero:
+                    adj.setdefault(arg, []).append(contrib)
+    keys = [("dz", b) for b in range(G)] if summed else [(k, b) for k in ("dx", "dhw") for b in range(G)]
+    keys += [("ds", i) for i in range(S)]
+    for k in keys:
+        stores.setdefault(k, zero)
+    g.outputs = stores
+    return g
