@@ -124,7 +124,7 @@ def make_plan(
     if engine == "fused" and why_not_fused is not None:
         raise _fused_error(where or type(cell).__name__, why_not_fused)
     sig = (type(cell), bool(getattr(cell, "peepholes", False)), getattr(cell, "fused_kind", None) or "",
-           getattr(cell, "hidden_size", 1) == 0, *_compiles(cell, dtype, device) if structured else (None, None, False))
+           getattr(cell, "hidden_size", 1) == 0, *(_compiles(cell, dtype, device) if structured else (None, None, False)))
     return _plan(engine, sig, why_not_fused, dtype, torch.device(device), batch, lengths, backward, plain_bptt,
                  structured, step, where or type(cell).__name__)
 
