@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from rnnkit.engine.compiler.ops import fold
+
 __all__ = ["Graph", "Node", "LOADS"]
 
 # Loads: ("x", g) projected input block g, ("hw", g) block g of h W^T + b, ("z", g) their sum
@@ -47,8 +49,6 @@ class Graph:
     outputs: dict[tuple, int] = field(default_factory=dict)
 
     def add(self, op: str, args: tuple[int, ...] = (), attr: tuple = (), row: bool | None = None) -> int:
-        from rnnkit.engine.compiler.ops import fold  # the op table imports this module
-
         if op == "rsum":
             row = True
         elif row is None:

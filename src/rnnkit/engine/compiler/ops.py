@@ -7,9 +7,10 @@ derivative in ``_grad`` (or none, for ops whose gradient is zero), and teach the
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from rnnkit.engine.compiler.ir import Graph
+if TYPE_CHECKING:
+    from rnnkit.engine.compiler.ir import Graph
 
 __all__ = ["OPS", "fold", "grad", "c_expr", "torch_expr"]
 
