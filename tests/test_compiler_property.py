@@ -71,7 +71,7 @@ def _compare(cell, dtype, B, reverse, options, tol, seed):  # type: ignore[no-un
 def _close(a, b, tol):  # type: ignore[no-untyped-def]
     """Equal within tol, absolute errors measured against the tensor's own scale (a gradient
     summed over many steps and rows, e.g. a bias's, carries a proportionally larger rounding)."""
-    scale = max(1.0, float(b.abs().max())) if b.numel() else 1.0
+    scale = max(1.0, float(b.detach().abs().max())) if b.numel() else 1.0
     torch.testing.assert_close(a, b, atol=tol * scale, rtol=tol)
 
 

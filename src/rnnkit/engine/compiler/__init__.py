@@ -46,7 +46,8 @@ class CompiledCell:
 
     ``summed``: the cell only ever adds x and hw (one buffer stores their sum, one their
     gradient). ``param_names``: the cell's extra parameters, in the order kernels take them.
-    ``lib``: the shared library holding ``<unit>_*`` (None: the eager functions serve).
+    ``libs``: dtype -> the shared library holding ``<unit>_*_<f32|f64>`` (absent: the eager
+    functions serve that dtype).
     """
 
     unit: str
@@ -57,11 +58,33 @@ class CompiledCell:
     rec: int
     summed: bool
     param_names: tuple[str, ...]
-    source: str
-    eager_fwd: Callable[..., None]
-    eager_bwd: Callable[..., None]
-    lib: ctypes.CDLL | None = None
+    libs: dict[torch.dtype, ctypes.CDLL] = field(default_factory=dict)
     fns: dict[str, Any] = field(default_factory=dict)
+    _eager: tuple[Callable[..., None], Callable[..., None]] | None = None
+
+    @property
+    def lib(self) -> ctypes.CDLL | None:
+        """A library holding this cell's C (None: no C for any dtype yet)."""
+        return next(iter(self.libs.values()), None)
+
+    @property
+    def eager_fwd(self) -> Callable[..., None]:
+        return self._eager_pair()[0]
+
+    @property
+    def eager_bwd(self) -> Callable[..., None]:
+        return self._eager_pair()[1]
+
+    def _eager_pair(self) -> tuple[Callable[..., None], Callable[..., None]]:
+        if self._eager is None:  # printed on first use: most CPU calls never need it
+            self._eager = eager_functions(self.fwd, self.bwd, self.summed)
+        return self._eager
+
+    def source(self, dtype: torch.dtype) -> str:
+        """This cell's C for one dtype (float32 or float64)."""
+        ctype = "float" if dtype == torch.float32 else "double"
+        return unit_source(self.unit, self.fwd, self.bwd, self.gates, self.n_states, len(self.param_names),
+                           self.rec, self.summed, ctype)
 
     @property
     def grads_params(self) -> set[int]:
@@ -70,12 +93,13 @@ class CompiledCell:
 
     def c(self, name: str, dtype: torch.dtype) -> Any:
         """The C function ``<unit>_<name>_<f32|f64>`` (argument types declared), or None."""
-        if self.lib is None or dtype not in C_DTYPES:
+        lib = self.libs.get(dtype)
+        if lib is None:
             return None
         key = f"{name}_{C_DTYPES[dtype]}"
         fn = self.fns.get(key)
         if fn is None:
-            fn = getattr(self.lib, f"{self.unit}_{key}")
+            fn = getattr(lib, f"{self.unit}_{key}")
             fn.argtypes = _ARGTYPES[name]
             fn.restype = None
             self.fns[key] = fn
@@ -119,29 +143,33 @@ def _lower(cell: Any) -> tuple[CompiledCell | None, str | None]:
     unit = "c" + hashlib.sha256(key.encode()).hexdigest()[:16]
     done = _units.get(unit)
     if done is None:
-        source = unit_source(unit, fwd, bwd, G, S, len(names), rec, summed)
-        efwd, ebwd = eager_functions(fwd, bwd, summed)
-        done = CompiledCell(unit, fwd, bwd, G, S, rec, summed, names, source, efwd, ebwd)
+        done = CompiledCell(unit, fwd, bwd, G, S, rec, summed, names)
         _units[unit] = done
-    if done.param_names != names:  # same math, other parameter names
-        done = CompiledCell(**{**done.__dict__, "param_names": names, "fns": {}})
+    if done.param_names != names:  # same math, other parameter names: shares the libraries
+        done = CompiledCell(**{**done.__dict__, "param_names": names})
     result = (done, None)
     _traced[cell] = result
     return result
 
 
-def compile_cells(cells: Sequence[Any]) -> list[CompiledCell | None]:
-    """Compile several cells at once: every C unit not built yet goes into ONE library (so a
-    test run or a model with many cell types pays one compiler call)."""
+def compile_cells(cells: Sequence[Any], dtypes: Sequence[torch.dtype] = (torch.float32, torch.float64)
+                  ) -> list[CompiledCell | None]:
+    """Compile several cells at once, for float32 and/or float64: every C unit not built yet
+    goes into ONE library (a test run or a model with many cell types pays one compiler call)."""
     lowered = [_lower(c)[0] for c in cells]
-    units = {cc.unit: cc.source for cc in lowered if cc is not None}
-    libs = load_units(units) if units else {}
+    wanted = {}
     for cc in lowered:
-        if cc is not None and cc.unit in libs and cc.lib is None:
-            cc.lib = libs[cc.unit]
+        for dt in dtypes:
+            if cc is not None and dt in C_DTYPES and dt not in cc.libs:
+                wanted[f"{cc.unit}_{C_DTYPES[dt]}"] = (cc, dt)
+    libs = load_units({name: (lambda cc=cc, dt=dt: cc.source(dt)) for name, (cc, dt) in wanted.items()}) \
+        if wanted else {}
+    for name, (cc, dt) in wanted.items():
+        if name in libs:
+            cc.libs[dt] = libs[name]
             shared = _units.get(cc.unit)
-            if shared is not None and shared.lib is None:
-                shared.lib = cc.lib
+            if shared is not None and shared is not cc:
+                shared.libs.setdefault(dt, libs[name])
     return lowered
 
 
@@ -154,8 +182,8 @@ def compile_cell(cell: Any, dtype: torch.dtype, device: torch.device | str) -> C
     cc, _ = _lower(cell)
     if cc is None:
         return None
-    if torch.device(device).type == "cpu" and dtype in C_DTYPES and cc.lib is None and native_enabled():
-        compile_cells([cell])
+    if torch.device(device).type == "cpu" and dtype in C_DTYPES and dtype not in cc.libs and native_enabled():
+        compile_cells([cell], (dtype,))
     return cc
 
 

@@ -14,7 +14,9 @@ import os
 import subprocess
 import tempfile
 import threading
+from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 from rnnkit.engine.compiler.cprint import prelude
 from rnnkit.engine.native import _compiler, _cpu_id
@@ -50,13 +52,13 @@ def native_enabled() -> bool:
     return True
 
 
-def load_units(units: dict[str, str]) -> dict[str, ctypes.CDLL]:
-    """Libraries for ``units`` (name -> C source): units not loaded yet are built into ONE new
-    library. Returns name -> library for the units that could be had."""
+def load_units(units: dict[str, Callable[[], str]]) -> dict[str, ctypes.CDLL]:
+    """Libraries for ``units`` (name -> a function printing its C): units not loaded yet go into
+    ONE library, found in the cache or built. Returns name -> library for the units had."""
     with _lock:
         missing = {n: s for n, s in units.items() if n not in _libs and n not in _failed}
         if missing and native_enabled():
-            lib = _build([missing[n] for n in sorted(missing)])
+            lib = _build(sorted(missing), missing)
             for n in missing:
                 if lib is None:
                     _failed.add(n)
@@ -65,13 +67,22 @@ def load_units(units: dict[str, str]) -> dict[str, ctypes.CDLL]:
         return {n: _libs[n] for n in units if n in _libs}
 
 
-def _build(units: list[str]) -> ctypes.CDLL | None:
+@lru_cache(maxsize=1)
+def _fingerprint() -> bytes:
+    """The printers' and the machine's identity: a unit's name hashes its math, this the rest."""
+    here = Path(__file__).parent
+    code = b"".join((here / f).read_bytes() for f in ("cprint.py", "ops.py", "build.py"))
+    cc = _compiler() or ""
+    return hashlib.sha256(code + " ".join(FLAGS).encode() + cc.encode() + _cpu_id().encode()).digest()
+
+
+def _build(names: list[str], printers: dict[str, Callable[[], str]]) -> ctypes.CDLL | None:
+    """The library holding ``names``: from the cache (keyed by the unit names, which hash their
+    math, and the fingerprint: no C is printed on a hit), else compiled."""
     cc = _compiler()
     if cc is None:
         return None
-    head = prelude()
-    source = (head + "".join(units)).encode()
-    key = hashlib.sha256(source + " ".join(FLAGS).encode() + cc.encode() + _cpu_id().encode()).hexdigest()[:20]
+    key = hashlib.sha256(_fingerprint() + "\n".join(names).encode()).hexdigest()[:20]
     cache = Path(os.environ.get("RNNKIT_CACHE", Path.home() / ".cache" / "rnnkit")) / "native"
     target = cache / f"rnnkit_cells-{key}.so"
     try:
@@ -79,7 +90,7 @@ def _build(units: list[str]) -> ctypes.CDLL | None:
             cache.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=cache) as tmp:
                 out = Path(tmp) / target.name
-                _compile(cc, head, units, Path(tmp), out)
+                _compile(cc, prelude(), [printers[n]() for n in names], Path(tmp), out)
                 os.replace(out, target)
         return ctypes.CDLL(str(target))
     except (OSError, subprocess.SubprocessError) as err:

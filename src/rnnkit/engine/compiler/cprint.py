@@ -131,12 +131,11 @@ def _body(g: Graph, T: str, load: dict[str, object], store: object) -> list[str]
     return lines
 
 
-def unit_source(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, summed: bool) -> str:
-    """C source of one compiled cell, float32 and float64 (see the module docstring)."""
-    out = []
-    for T, sfx, _ in TYPES:
-        out.append(_unit(unit, fwd, bwd, G, S, P, rec, summed, T, sfx))
-    return "\n".join(out)
+def unit_source(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, summed: bool,
+                ctype: str) -> str:
+    """C source of one compiled cell for one C type ("float" or "double")."""
+    sfx = dict((T, S_) for T, S_, _ in TYPES)[ctype]
+    return _unit(unit, fwd, bwd, G, S, P, rec, summed, ctype, sfx)
 
 
 def _unit(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, summed: bool, T: str,
@@ -144,10 +143,12 @@ def _unit(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, s
     ptrs = [f"{T} *const sp{i} = sp[{i}]; {T} *const sn{i} = sn[{i}];" for i in range(S)]
     ptrs += [f"const {T} *const p{i} = P[{i}];" for i in range(P)]
     f_load = {
-        "x": lambda b: f"x[{b} * H + j]", "z": lambda b: f"x[{b} * H + j]", "hw": lambda b: f"hw[{b} * H + j]",
+        "x": lambda b: f"x[{b} * H + j]", "z": lambda b: f"x[{b} * H + j]", "a": lambda b: f"x[{b} * H + j]",
+        "hw": lambda b: f"hw[{b} * H + j]",
         "s": lambda i: f"sp{i}[j]", "p": lambda i, b: f"p{i}[{b} * H + j]",
     }
-    f_store = lambda key, v: f"sn{key[1]}[j] = real ? {v} : sp{key[1]}[j];"  # noqa: E731
+    f_store = lambda key, v: (f"sn{key[1]}[j] = real ? {v} : sp{key[1]}[j];" if key[0] == "s"  # noqa: E731
+                              else f"x[{key[1]} * H + j] = {v};")
     pro = f"    if (hw) for (long j = 0; j < {G} * H; ++j) x[j] += hw[j];\n" if summed else ""
     fwd_fn = (f"static __attribute__((noinline)) void {unit}_row_fwd_{sfx}(long H, {T} *x, const {T} *hw, {T} *const *sp, "
               f"{T} *const *sn, const {T} *const *P, int real) {{\n"

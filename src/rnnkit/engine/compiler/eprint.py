@@ -30,7 +30,7 @@ def _lines(g: Graph, load: Callable[..., str]) -> list[str]:
         node = g.nodes[n]
         if node.op in ("const", "count"):
             continue
-        if node.op in ("x", "z", "hw", "s", "p", "gy"):
+        if node.op in ("x", "z", "a", "hw", "s", "p", "gy"):
             out.append(f"    v{n} = {load(node.op, *node.attr)}")
         else:
             out.append(f"    v{n} = {torch_expr(g, n, name)}")
@@ -43,7 +43,7 @@ def _val(g: Graph, n: int) -> str:
         return repr(float(node.attr[0]))
     if node.op == "count":
         return torch_expr(g, n, lambda a: "")
-    if node.op in ("x", "z", "hw", "s", "p", "gy"):
+    if node.op in ("x", "z", "a", "hw", "s", "p", "gy"):
         return f"v{n}.clone()"  # a view of a buffer an earlier store may overwrite
     return f"v{n}"
 
@@ -60,7 +60,7 @@ def eager_functions(fwd: Graph, bwd: Graph, summed: bool) -> tuple[Callable[...,
     sl = "[:, {b} * H:({b} + 1) * H]"
 
     def f_load(op: str, *attr: Any) -> str:
-        if op in ("x", "z"):
+        if op in ("x", "z", "a"):
             return "x" + sl.format(b=attr[0])
         if op == "hw":
             return "hw" + sl.format(b=attr[0])
@@ -74,8 +74,11 @@ def eager_functions(fwd: Graph, bwd: Graph, summed: bool) -> tuple[Callable[...,
     if summed:
         src.append("    if hw is not None: x.add_(hw)")
     src += _lines(fwd, f_load)
-    for (_, i), n in fwd.outputs.items():
-        src.append(f"    sn[{i}].copy_(_t({_val(fwd, n)}, ref).expand_as(sn[{i}]))")
+    src.append("    outs = []")
+    for (kind, i), n in fwd.outputs.items():
+        target = f"sn[{i}]" if kind == "s" else "x" + sl.format(b=i)
+        src.append(f"    outs.append(({target}, {_val(fwd, n)}))")
+    src.append("    for target, v in outs: target.copy_(_t(v, ref).expand_as(target))")
     src += ["def bwd(H, x, hw, sp, ds, dx, dhw, dP, P):", "    dt = x.dtype; ref = x; B = x.shape[0]"]
     src += _lines(bwd, f_load)
     src.append("    outs = []")

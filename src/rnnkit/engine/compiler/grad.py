@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 from rnnkit.engine.compiler.ir import Graph
-from rnnkit.engine.compiler.ops import grad
+from rnnkit.engine.compiler.ops import RESULT_ONLY, grad
 
-__all__ = ["backward", "sum_inputs"]
+__all__ = ["backward", "save_activations", "sum_inputs"]
 
 
 def sum_inputs(g: Graph, G: int) -> Graph | None:
@@ -48,6 +48,46 @@ def sum_inputs(g: Graph, G: int) -> Graph | None:
 
 
 def backward(fwd: Graph, G: int, S: int, summed: bool) -> Graph:
+    """The backward graph (see :func:`_backward`), with the activations the forward stores (see
+    :func:`save_activations`) read instead of recomputed. May add ("a", g) stores to ``fwd``."""
+    bwd, mapping = _backward(fwd, G, S, summed)
+    return save_activations(fwd, bwd, mapping, G, summed)
+
+
+def save_activations(fwd: Graph, bwd: Graph, mapping: dict[int, int], G: int, summed: bool) -> Graph:
+    """Store activations over the input blocks the backward no longer needs (the hand-written
+    kernels' trick, for every cell): when input block g reaches the backward only through one
+    unary op whose derivative reads its result alone (sigmoid, tanh, exp, relu, sqrt, rsqrt),
+    directly (z_g) or through one add (x_g + something), the forward stores that op's result
+    over block g (store ("a", g)) and the backward loads it instead of recomputing it."""
+    live = set(bwd.live())
+    users = {n: [u for u in us if u in live] for n, us in bwd.users().items()}
+    back = {v: k for k, v in mapping.items()}  # backward id -> forward id (the replayed nodes)
+    rebind: dict[int, int] = {}
+    out = Graph()
+    for n in sorted(live):
+        node = bwd.nodes[n]
+        if node.op != ("z" if summed else "x"):
+            continue
+        chain = users[n]
+        if len(chain) != 1:
+            continue
+        u = chain[0]
+        if not summed and bwd.nodes[u].op == "add" and len(users[u]) == 1:
+            u = users[u][0]
+        if bwd.nodes[u].op not in RESULT_ONLY or u in rebind or u not in back:
+            continue
+        b = node.attr[0]
+        rebind[u] = out.load("a", b)
+        fwd.outputs[("a", b)] = back[u]
+    if not rebind:
+        return bwd
+    full = bwd.replay(dict(rebind), out)
+    out.outputs = {k: full[v] for k, v in bwd.outputs.items()}
+    return out
+
+
+def _backward(fwd: Graph, G: int, S: int, summed: bool) -> tuple[Graph, dict[int, int]]:
     """The backward graph of ``fwd`` (see the module docstring). Stores: ("dz", b) or
     ("dx", b) and ("dhw", b) for every block, ("ds", i) for every state (the part of d(state
     before the step) that does not go through the matmul), ("dp", i, b) accumulated."""
@@ -94,4 +134,4 @@ def backward(fwd: Graph, G: int, S: int, summed: bool) -> Graph:
     for k in keys:
         stores.setdefault(k, zero)
     g.outputs = stores
-    return g
+    return g, mapping

@@ -26,8 +26,9 @@ __all__ = ["Graph", "Node", "LOADS"]
 
 # Loads: ("x", g) projected input block g, ("hw", g) block g of h W^T + b, ("z", g) their sum
 # (a cell that only adds them), ("s", i) state i before the step, ("p", i, g) block g of extra
-# parameter i, ("gy", i) the gradient of state i after the step (backward graphs only).
-LOADS = ("x", "hw", "z", "s", "p", "gy")
+# parameter i, ("gy", i) the gradient of state i after the step, ("a", g) the activation the
+# forward stored over input block g (backward graphs only; see grad.save_activations).
+LOADS = ("x", "hw", "z", "s", "p", "gy", "a")
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,9 @@ OPS: dict[str, tuple[int, str, str]] = {
     "clamp": (1, "", ""),
 }
 COMPARE = ("gt", "lt", "ge", "le", "eq")
+# Unary ops whose derivative reads only their result: the forward may store the result in place of
+# the input (grad.save_activations), so the backward does not recompute them.
+RESULT_ONLY = ("sigmoid", "tanh", "exp", "relu", "sqrt", "rsqrt")
 _EVAL: dict[str, Callable[..., float]] = {
     "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
     "neg": lambda a: -a, "max": max, "min": min,
@@ -119,8 +122,8 @@ def grad(g: Graph, n: int, a: int) -> list[tuple[int, int]]:
         return [(x, mul(a, mul(n, add("sub", (c(1.0), n)))))]
     if op == "tanh":
         return [(x, mul(a, add("sub", (c(1.0), mul(n, n)))))]
-    if op == "relu":
-        return [(x, add("where", (add("gt", (x, c(0.0))), a, c(0.0))))]
+    if op == "relu":  # relu(x) > 0 exactly where x > 0: the result alone decides (see grad.save_activations)
+        return [(x, add("where", (add("gt", (n, c(0.0))), a, c(0.0))))]
     if op == "exp":
         return [(x, mul(a, n))]
     if op == "log":
