@@ -37,6 +37,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--unk", action="store_true",
                         help="text models: score a --data file that holds characters the model never saw; they "
                              "map to <unk> if the vocabulary has one, else they are left out (and counted)")
+    parser.add_argument("--device", metavar="DEVICE", default="auto",
+                        help="auto (CUDA when available, else CPU; default), cpu, cuda or cuda:N")
     add_json_argument(parser)
     return parser
 
@@ -71,20 +73,24 @@ def _known_ids(vocab: Any, text: str) -> tuple[Any, int]:
     return torch.from_numpy(np.ascontiguousarray(ids)), int(unseen.sum())
 
 
-def evaluate_checkpoint(checkpoint: Path, data: Path | None, unk: bool = False) -> dict[str, Any]:
-    """The summary ``rnnkit eval`` prints and writes; CLIError on bad input."""
+def evaluate_checkpoint(checkpoint: Path, data: Path | None, unk: bool = False,
+                        device: str = "auto") -> dict[str, Any]:
+    """The summary ``rnnkit eval`` prints and writes; CLIError on bad input. ``device``: see ``--device``."""
     from rnnkit.data.vocab import Vocab
     from rnnkit.training.checkpoint import load_checkpoint
     from rnnkit.training.run_state import CHECKPOINT_DIR, config_from_metadata, is_run_dir
     from rnnkit.training.tasks import make_task
 
-    with user_errors():
+    from rnnkit.training.device import resolve_device
+
+    with user_errors({"device": "--device"}):
+        target = resolve_device(device)
         folder = checkpoint / CHECKPOINT_DIR if is_run_dir(checkpoint) else checkpoint
-        ckpt = load_checkpoint(folder)
+        ckpt = load_checkpoint(folder, device=target)
         config = config_from_metadata(ckpt.metadata, ckpt.path)
     model = ckpt.model
     summary: dict[str, Any] = {"checkpoint": str(ckpt.path), "task": config.task, "cell": config.cell,
-                               "parameters": sum(p.numel() for p in model.parameters())}
+                               "parameters": sum(p.numel() for p in model.parameters()), "device": str(target)}
     if config.task == "text":
         from rnnkit.training.task_text import stream_loss
 
@@ -152,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None and not args.data.exists():
         raise CLIError(f"--data: expected an existing file or folder, but {str(args.data)!r} does not exist. "
                        "Fix: check the path")
-    summary = evaluate_checkpoint(args.checkpoint, args.data, unk=args.unk)
+    summary = evaluate_checkpoint(args.checkpoint, args.data, unk=args.unk, device=args.device)
     write_json(args.json, summary)
     if str(args.json) != "-":
         from rnnkit.cli.summary import console, metrics_table

@@ -67,6 +67,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-length", type=int, default=0, metavar="N",
                    help="word models: sentences of at least N words (</s> is masked until then)")
     p.add_argument("--allow-unk", action="store_true", help="word models: let sentences contain <unk>")
+    p.add_argument("--device", metavar="DEVICE", default="auto",
+                   help="auto (CUDA when available, else CPU; default), cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="print only the Reber summary line (nothing for text)")
     add_json_argument(p)
     return p
@@ -180,8 +182,10 @@ def _generate(args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
     from rnnkit.cli.sample_tokens import kind_of, run_tokens  # word LMs and seq2seq models (issue 14)
     from rnnkit.training.checkpoint import load_checkpoint
 
-    with user_errors(_FLAGS):
-        checkpoint = load_checkpoint(path)
+    from rnnkit.training.device import resolve_device
+
+    with user_errors({**_FLAGS, "device": "--device"}):
+        checkpoint = load_checkpoint(path, device=resolve_device(args.device))
         if kind_of(checkpoint) is not None:
             return run_tokens(args, checkpoint, kind_of(checkpoint), out)
         generator, task = from_checkpoint(checkpoint, grammar=args.grammar, constrained=args.constrained)

@@ -44,7 +44,7 @@ from rnnkit.data import reber
 from rnnkit.data.automaton import Automaton
 from rnnkit.models import RNNConfig, SequenceTagger, TaggerConfig
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.tasks import EVAL_SEED, SOLVED, Batch, Task, step_seed, unwrap
+from rnnkit.training.tasks import EVAL_SEED, SOLVED, Batch, Task, model_device, step_seed, unwrap
 
 __all__ = ["GENERATION_SOLVED", "MAX_LENGTH", "ReberTask", "held_out_validity", "reber_metrics",
            "sample_validity"]
@@ -206,9 +206,9 @@ class ReberTask(Task):
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            logits, _ = net(words.input_ids)  # (B, T, 7)
+            logits, _ = net(words.input_ids.to(model_device(net)))  # (B, T, 7)
         net.train(was_training)
-        return logits
+        return logits.cpu()
 
     def solved(self, metrics: dict[str, float]) -> bool:
         held_out = all(metrics[k] >= SOLVED for k in ("next_symbol_set_accuracy", "long_range_accuracy") if k in metrics)

@@ -28,7 +28,7 @@ from torch import nn
 from rnnkit.data import synthetic
 from rnnkit.models import RegressorConfig, RNNConfig, SequenceRegressor, SequenceTagger, TaggerConfig
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.tasks import EVAL_SEED, SOLVED, Batch, Task, step_seed, unwrap
+from rnnkit.training.tasks import EVAL_SEED, SOLVED, Batch, Task, model_device, step_seed, unwrap
 
 __all__ = ["ADDING_SOLVED_MSE", "AddingTask", "COPY_SYMBOLS", "COPY_LENGTH", "CopyTask", "SYNTHETIC", "SineTask"]
 
@@ -70,9 +70,9 @@ class _Synthetic(Task):
         net.eval()
         x, y = self.held_out
         with torch.no_grad():
-            out = net(x)
+            out = net(x.to(model_device(net)))
         net.train(was_training)
-        return (out[0] if isinstance(out, tuple) else out), x, y
+        return (out[0] if isinstance(out, tuple) else out).cpu(), x, y
 
     def describe(self) -> str:
         return (f"{self.name}: seq_len {self.config.seq_len}, {self.config.batch_size} fresh sequences per step, "

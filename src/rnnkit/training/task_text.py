@@ -48,7 +48,7 @@ from rnnkit.data import CharCorpus, TextStream, Vocab
 from rnnkit.errors import bad_argument
 from rnnkit.models import LanguageModel, LanguageModelConfig, RNNConfig
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.tasks import Batch, Task, step_seed, unwrap
+from rnnkit.training.tasks import Batch, Task, model_device, step_seed, unwrap
 from rnnkit.training.threads import ThreadGovernor
 
 __all__ = ["TextTask", "stream_loss"]
@@ -69,6 +69,7 @@ def stream_loss(model: nn.Module, ids: Tensor, chunk: int = EVAL_CHUNK, streams:
     net = unwrap(model)
     was_training = net.training
     net.eval()
+    ids = ids.to(model_device(net))
     x, y = ids[:-1], ids[1:]
     n = x.numel()
     streams = max(1, min(streams, n))

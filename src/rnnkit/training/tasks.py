@@ -28,11 +28,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from rnnkit.training.config import TrainConfig
 
-__all__ = ["EVAL_SEED", "SOLVED", "Batch", "Task", "make_task", "step_seed", "unwrap"]
+__all__ = ["EVAL_SEED", "SOLVED", "Batch", "Task", "make_task", "model_device", "step_seed", "unwrap"]
 
 EVAL_SEED = 20_250_001  # the held-out data of every task comes from this seed, whatever the run's seed
 SOLVED = 0.99  # an accuracy at or above this on the held-out set counts as solved
@@ -60,6 +61,12 @@ def step_seed(*parts: object) -> int:
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (the CPU for a model without any): where its inputs must go."""
+    parameter = next(unwrap(model).parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 class Task:

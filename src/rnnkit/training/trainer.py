@@ -147,6 +147,7 @@ class Trainer:
         self.state = RunState()  # the run's counters and records, owned here, saved by run_state.save_run
         self._stop: str | None = None
         self.last_lr: float | None = None  # the learning rate of the last step taken
+        self.model: nn.Module | None = None  # the model being trained (unwrapped), once fit() has built it
 
     # the run state, read by callbacks
     step = property(lambda self: self.state.step, doc="Optimiser steps taken.")
@@ -208,7 +209,7 @@ class Trainer:
         self.state, self._stop = RunState(), None
         seed_everything(c.seed)
         self._task = self.task or make_task(c, info.rank, info.world_size)
-        model = self._task.build_model().to(device)
+        model = self.model = self._task.build_model().to(device)
         optimizer = build_optimizer(c, model)
         if info.distributed:  # the same initial weights everywhere (DDP broadcasts them too), per-rank dropout
             torch.manual_seed(step_seed("dropout", c.seed, info.rank, 0))
