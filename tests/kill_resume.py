@@ -2,9 +2,10 @@
 
 1. An uninterrupted ``rnnkit train`` run (the reference) in its own process; its wall time sets
    the scale of the random kill moments.
-2. The same run again, killed with SIGKILL after a random delay (uniform in [0, start-up + 1.2 x
-   loop time / kills], so kills land during start-up, training, evaluation and checkpoint writes
-   alike), then continued with ``rnnkit train --resume`` (or started afresh if the kill came
+2. The same run again, killed with SIGKILL at a random moment: one kill in five during the
+   process's start-up (uniform in its first second: imports, loading and verifying the
+   checkpoint), the others during training (uniform in [0, 1.2 x the reference's loop time /
+   kills] after the loop starts: steps, evaluations and checkpoint writes alike), then continued with ``rnnkit train --resume`` (or started afresh if the kill came
    before its first checkpoint), again and again until ``--kills`` kills have been sent; then
    resumed until it finishes. (Should the run finish before all kills are sent, it starts over
    in a new folder, so every kill counted lands in the run that is compared.)
@@ -49,6 +50,7 @@ FLAGS = {
     "adding": ["--task", "adding", "--hidden", "16", "--seq-len", "20", "--batch-size", "16", "--steps", "600",
                "--eval-every", "25", "--eval-size", "100", "--keep-going", "--decay", "cosine"],
 }
+STARTUP_SHARE = 0.2  # the share of kills sent during a process's start-up rather than its training
 COMMON = ["--checkpoint-interval", "0.01s", "--no-plot", "--no-tensorboard", "--quiet", "--seed", "3"]
 
 
@@ -79,6 +81,15 @@ def _checkpoint_step(run: Path) -> int | None:
     return load_training_state(run / "checkpoint").step
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(inode, mtime in ns) of ``path``, None if absent: it changes when the file is rewritten."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def _train(argv: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "rnnkit.cli", "train", *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -99,12 +110,12 @@ def run(task: str, kills: int, seed: int, work: Path, steps: int | None = None) 
         raise RuntimeError(f"the reference run failed: {err.strip()[-500:]}")
     wall = time.perf_counter() - began
     loop = json.loads((reference / "summary.json").read_text())["loop_seconds"]
-    startup = max(0.0, wall - loop)
     rng = random.Random(seed)
     landed: list[dict[str, Any]] = []
     launches = restarts = 0
     while True:
         fresh = _checkpoint_step(killed) is None
+        mark = _stamp(killed / "metrics.jsonl")
         proc = _train([*flags, "--out", str(killed)] if fresh else ["--resume", str(killed), "--quiet"])
         launches += 1
         if len(landed) >= kills:
@@ -112,13 +123,19 @@ def run(task: str, kills: int, seed: int, work: Path, steps: int | None = None) 
             if proc.returncode != 0:
                 raise RuntimeError(f"the last resume failed ({proc.returncode}): {err.strip()[-500:]}")
             break
-        delay = rng.uniform(0.0, startup + 1.2 * loop / kills)
+        if rng.random() < STARTUP_SHARE:  # during start-up: imports, loading and verifying the checkpoint
+            moment, delay = "start-up", rng.uniform(0.0, 1.0)
+        else:  # during training: evaluations and checkpoint writes included
+            while proc.poll() is None and _stamp(killed / "metrics.jsonl") == mark:
+                time.sleep(0.01)  # metrics.jsonl is (re)written right before the loop starts
+            moment, delay = "training", rng.uniform(0.0, 1.2 * loop / kills)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-            landed.append({"after_seconds": round(delay, 3), "checkpoint_step": _checkpoint_step(killed)})
+            landed.append({"during": moment, "after_seconds": round(delay, 3),
+                           "checkpoint_step": _checkpoint_step(killed)})
             continue
         if proc.returncode != 0:
             raise RuntimeError(f"a resumed run failed ({proc.returncode}): {proc.stderr.read().strip()[-500:]}")
