@@ -202,3 +202,13 @@ def test_the_run_state_is_a_dataclass_the_trainer_owns(tmp_path: Path) -> None:
     assert isinstance(trainer.state, RunState) and trainer.state.step == trainer.step == 4
     saved = load_training_state(tmp_path / "checkpoint")
     assert (saved.step, saved.sequences, saved.scheduler["schedule_steps"]) == (4, trainer.state.sequences, 4)
+
+
+def test_a_time_only_run_plans_at_an_evaluation_so_its_cost_is_measured(tmp_path: Path) -> None:
+    config = make_config("text", overrides=dict(hidden_size=8, num_layers=1, embedding_size=4, batch_size=2, bptt=8,
+                                                steps=None, time_budget=3600.0, warmup_steps=5, eval_every=25,
+                                                plot=False, tensorboard=False, threads=1, out=str(tmp_path)))
+    Trainer(config, task=TextTask(config, text=TEXT), progress=False,
+            callback=lambda t: t.request_stop() if t.step == 30 else None).fit()
+    clocks = load_training_state(tmp_path / "checkpoint").scheduler
+    assert clocks["decay_start"] == 25 and clocks["schedule_steps"] > 30  # the first evaluation after step 20

@@ -7,9 +7,10 @@ machine, however busy. The length is fixed once, when the run starts (:func:`sch
 - a step budget, an epoch budget (turned into steps), or the smaller of the two: that many steps;
   a time budget given as well only stops the run, it never shapes the curve;
 - a time budget alone: the length is planned from the throughput measured over the first steps
-  (:func:`plan_steps`), the steps that fit in the budget at that speed. The plan is made after
-  ``max(warmup_steps, PLAN_STEPS)`` steps and the decay starts there, so the plan changes nothing
-  that came before it.
+  (:func:`plan_steps`), the steps that fit in the budget at that speed. The plan is made at the
+  first evaluation after ``max(warmup_steps, PLAN_STEPS)`` steps (so the time measured includes an
+  evaluation and a checkpoint, in their usual proportion) and the decay starts there: until then
+  the learning rate stays at its peak, so the plan changes nothing that came before it.
 
 The length is stored in the checkpoint; a resumed run keeps it, so it continues on the same curve
 (and a run extended past its length continues at the final learning rate).
@@ -94,5 +95,6 @@ def plan_steps(time_budget: float, steps_done: int, seconds: float) -> int:
 
 
 def plan_point(config: TrainConfig) -> int:
-    """The step at which a time-only run fixes its schedule's length; its decay starts there."""
+    """The earliest step at which a time-only run fixes its schedule's length (the trainer waits for the
+    next evaluation after it); its decay starts where the plan is made."""
     return max(config.warmup_steps, PLAN_STEPS)

@@ -291,8 +291,8 @@ class Trainer:
         c, state = self.config, self.state
         if state.schedule_steps is not None or c.decay == "none" or c.time_budget is None:
             return
-        if state.step != plan_point(c):
-            return
+        if state.step < plan_point(c) or (c.eval_every and state.step % c.eval_every):
+            return  # measure over at least plan_point steps, and up to an evaluation, so its cost is counted
         state.schedule_steps = plan_steps(c.time_budget, state.step, state.elapsed)
         state.decay_start = state.step
         run.schedule = LRSchedule.from_config(c, state.schedule_steps, state.decay_start)
