@@ -2,10 +2,12 @@
 
 1. An uninterrupted ``rnnkit train`` run (the reference) in its own process; its wall time sets
    the scale of the random kill moments.
-2. The same run again, killed with SIGKILL at a random moment: one kill in five during the
-   process's start-up (uniform in its first second: imports, loading and verifying the
-   checkpoint), the others during training (uniform in [0, 1.2 x the reference's loop time /
-   kills] after the loop starts: steps, evaluations and checkpoint writes alike), then continued with ``rnnkit train --resume`` (or started afresh if the kill came
+2. The same run again, killed with SIGKILL at random moments: ``kills`` target steps are drawn
+   uniformly over the run and sorted; a kill waits until the run has evaluated the step before
+   its target (``metrics.jsonl``), then a random time up to one evaluation interval (so it lands
+   in a step, an evaluation or a checkpoint write alike). One kill in five lands instead during
+   a process's start-up (uniform in its first second: imports, loading and verifying the
+   checkpoint). After each kill the run is continued with ``rnnkit train --resume`` (or started afresh if the kill came
    before its first checkpoint), again and again until ``--kills`` kills have been sent; then
    resumed until it finishes. (Should the run finish before all kills are sent, it starts over
    in a new folder, so every kill counted lands in the run that is compared.)
@@ -90,6 +92,20 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
+def _last_step(run: Path) -> int:
+    """The step of the last whole row of ``metrics.jsonl`` (0 when it has none)."""
+    try:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError):
+            continue  # a row being written
+    return 0
+
+
 def _train(argv: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "rnnkit.cli", "train", *argv], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -111,6 +127,10 @@ def run(task: str, kills: int, seed: int, work: Path, steps: int | None = None) 
     wall = time.perf_counter() - began
     loop = json.loads((reference / "summary.json").read_text())["loop_seconds"]
     rng = random.Random(seed)
+    steps_total = int(flags[flags.index("--steps") + 1])
+    every = int(flags[flags.index("--eval-every") + 1])
+    targets = sorted(rng.uniform(0, steps_total - every) for _ in range(kills))  # where the training kills land
+    per_eval = loop * every / steps_total  # seconds between evaluations
     landed: list[dict[str, Any]] = []
     launches = restarts = 0
     while True:
@@ -123,12 +143,14 @@ def run(task: str, kills: int, seed: int, work: Path, steps: int | None = None) 
             if proc.returncode != 0:
                 raise RuntimeError(f"the last resume failed ({proc.returncode}): {err.strip()[-500:]}")
             break
+        target = targets[sum(1 for k in landed if k["during"] == "training")]
         if rng.random() < STARTUP_SHARE:  # during start-up: imports, loading and verifying the checkpoint
             moment, delay = "start-up", rng.uniform(0.0, 1.0)
-        else:  # during training: evaluations and checkpoint writes included
-            while proc.poll() is None and _stamp(killed / "metrics.jsonl") == mark:
-                time.sleep(0.01)  # metrics.jsonl is (re)written right before the loop starts
-            moment, delay = "training", rng.uniform(0.0, 1.2 * loop / kills)
+        else:  # during training, past the evaluation before the target step; then anywhere up to the next one
+            while proc.poll() is None and (_stamp(killed / "metrics.jsonl") == mark or
+                                           _last_step(killed) < target // every * every):
+                time.sleep(0.005)
+            moment, delay = "training", rng.uniform(0.0, per_eval)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
@@ -147,7 +169,8 @@ def run(task: str, kills: int, seed: int, work: Path, steps: int | None = None) 
     expected, got = weights_sha256(reference), weights_sha256(killed)
     result = {"task": task, "kills": len(landed), "launches": launches, "restarts": restarts, "seed": seed,
               "reference_wall_seconds": round(wall, 2), "reference_loop_seconds": loop,
-              "kill_moments": landed, "reference_sha256": expected, "resumed_sha256": got,
+              "kill_targets": [round(t, 1) for t in targets], "kill_moments": landed,
+              "reference_sha256": expected, "resumed_sha256": got,
               "equal": expected == got, "metrics_steps_equal": _steps(reference) == _steps(killed),
               "metrics_steps_unique": len(set(_steps(killed))) == len(_steps(killed))}
     return result
