@@ -212,3 +212,14 @@ def test_a_time_only_run_plans_at_an_evaluation_so_its_cost_is_measured(tmp_path
             callback=lambda t: t.request_stop() if t.step == 30 else None).fit()
     clocks = load_training_state(tmp_path / "checkpoint").scheduler
     assert clocks["decay_start"] == 25 and clocks["schedule_steps"] > 30  # the first evaluation after step 20
+
+
+@pytest.mark.parametrize("command", ["compare", "diagnose"])
+def test_compare_and_diagnose_never_replace_earlier_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         command: str) -> None:
+    earlier = tmp_path / "out" / "group" / "lstm-seed0"
+    earlier.mkdir(parents=True)
+    (earlier / "summary.json").write_text("{}")
+    code, _, err = cli(capsys, command, "--out", str(tmp_path / "out"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "holds 1" in err and "--out" in err, err
+    assert (earlier / "summary.json").read_text() == "{}"

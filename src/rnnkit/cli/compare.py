@@ -61,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out: expected a folder (created if missing), but {str(args.out)!r} is a file. "
                        "Fix: pass a folder path")
     check_writable_file(args.json)
+    from rnnkit.training.run_dir import runs_under
+
+    earlier = runs_under(args.out)
+    if earlier:  # a new comparison never replaces the runs of an earlier one
+        raise CLIError(f"--out: expected a folder without earlier runs, but {str(args.out)!r} holds {len(earlier)} "
+                       f"(e.g. {earlier[0]}). Fix: pass another --out, or move or delete that folder")
     overrides = {k: v for k, v in (("steps", args.steps), ("hidden_size", args.hidden)) if v is not None}
     long_lag = None if args.long_lag.lower() == "none" else args.long_lag
     rename = {"cells": "--cells", "recipe": "--recipe", "long_lag": "--long-lag", "hidden_size": "--hidden",

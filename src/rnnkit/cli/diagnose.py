@@ -52,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out: expected a folder (created if missing), but {str(args.out)!r} is a file. "
                        "Fix: pass a folder path")
     check_writable_file(args.json)
+    from rnnkit.training.run_dir import runs_under
+
+    earlier = runs_under(args.out)
+    if earlier:  # a new diagnosis never replaces the runs of an earlier one
+        raise CLIError(f"--out: expected a folder without earlier runs, but {str(args.out)!r} holds {len(earlier)} "
+                       f"(e.g. {earlier[0]}). Fix: pass another --out, or move or delete that folder")
     cells = tuple(c.strip() for c in args.cells.split(",") if c.strip())
     with user_errors({"cells": "--cells", "sequences": "--sequences", "cell": "--cells"}):
         config = DiagnoseConfig(task=args.task, cells=cells, seed=args.seed, steps=args.steps,

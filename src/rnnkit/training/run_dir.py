@@ -35,7 +35,7 @@ from rnnkit.checkpoint.runs import is_run_dir
 from rnnkit.errors import bad_argument
 from rnnkit.training.config import TrainConfig
 
-__all__ = ["RUN_FILES", "claim_run_dir", "clear_run", "holds_run"]
+__all__ = ["RUN_FILES", "claim_run_dir", "clear_run", "holds_run", "runs_under"]
 
 RUN_FILES = ("checkpoint", "metrics.jsonl", "summary.json", "curve.png", "tensorboard")  # what a run writes
 
@@ -86,3 +86,17 @@ def claim_run_dir(config: TrainConfig, *, overwrite: bool = False,
             continue
         note = f"{config.run_dir} holds a run; this one goes to {name} (--out DIR to choose, --overwrite to replace)"
         return dataclasses.replace(config, out=name), note
+
+
+def runs_under(path: str | os.PathLike[str], depth: int = 3) -> list[Path]:
+    """The folders at most ``depth`` levels below ``path`` (itself included) that hold a run.
+
+    ``rnnkit compare`` and ``rnnkit diagnose`` write many runs under one folder; they refuse a
+    folder where this finds any, so an earlier comparison is never replaced.
+    """
+    root = Path(path)
+    found, level = [], [root] if root.is_dir() else []
+    for _ in range(depth + 1):
+        found += [p for p in level if holds_run(p)]
+        level = [child for p in level for child in sorted(p.iterdir()) if child.is_dir() and not child.is_symlink()]
+    return found
