@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,7 +44,8 @@ def discover() -> dict[str, Path]:
 
 
 def _declares(source: str, flag: str) -> bool:
-    return f'"{flag}"' in source or f"'{flag}'" in source
+    """True if the script's own parser declares ``flag`` (not merely mentions it, e.g. in a command it runs)."""
+    return re.search(r"add_argument\(\s*[\"']" + re.escape(flag) + r"[\"']", source) is not None
 
 
 def script_command(path: Path, quick: bool, threads: int | None, json_path: Path | None) -> list[str]:

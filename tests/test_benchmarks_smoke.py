@@ -150,6 +150,10 @@ def test_run_builds_commands_from_the_flags_each_script_declares(tmp_path):
     cmd = bench_run.script_command(generation, quick=True, threads=2, json_path=tmp_path / "g.json")
     assert cmd[2:] == ["--tokens", "50", "--repeats", "1"]
     assert bench_run.script_command(generation, quick=False, threads=None, json_path=None)[2:] == []
+    # a flag the script only mentions (e.g. in a command line it runs) is not passed to it
+    mentions = tmp_path / "bench_gamma.py"
+    mentions.write_text('p.add_argument("--quick")\ncmd = ["rnnkit", "train", "--threads", "2"]\n')
+    assert bench_run.script_command(mentions, quick=True, threads=2, json_path=None)[2:] == ["--quick"]
 
 
 def test_run_discovers_the_rnn_suite_first_and_rejects_unknown_names():
