@@ -116,7 +116,7 @@ def _parse_manifest(directory: Path, raw: bytes) -> dict[str, Any]:
     where = directory / MANIFEST
     try:
         manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise CheckpointError(f"{where}: expected JSON, found invalid JSON ({error}). Fix: {_FIX_DAMAGED}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__

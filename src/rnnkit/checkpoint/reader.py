@@ -46,6 +46,7 @@ from rnnkit.checkpoint.config_check import check_config_json
 from rnnkit.checkpoint.manifest import MANIFEST, MODEL_ROLES, read_verified
 from rnnkit.checkpoint.rebuild import rebuild
 from rnnkit.checkpoint.registry import config_from_json, decode_json, model_class
+from rnnkit.checkpoint.runs import checkpoint_folder
 from rnnkit.checkpoint.state import TrainingState, training_state_from_json
 from rnnkit.errors import CheckpointError
 
@@ -77,7 +78,7 @@ def _file(directory: Path, manifest: dict[str, Any], role: str) -> Path:
 def _parse_json(directory: Path, manifest: dict[str, Any], blobs: dict[str, bytes], role: str) -> Any:
     try:
         return json.loads(blobs[role].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise CheckpointError(f"{_file(directory, manifest, role)}: expected JSON, found invalid JSON "
                               f"({str(error)[:100]}). Fix: {_FIX_SAVE}") from None
 
@@ -148,19 +149,20 @@ def _training_state(directory: Path, manifest: dict[str, Any], blobs: dict[str, 
 
 def verify_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Check every file's size and SHA-256 without building anything; return the manifest or raise CheckpointError."""
-    return read_verified(path)[1]
+    return read_verified(checkpoint_folder(path))[1]
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu",
                     training_state: bool = False) -> Checkpoint:
     """Verify the checkpoint folder ``path`` and rebuild its model, vocab and metadata; CheckpointError on a bad file.
 
+    ``path`` may also be a run folder (the checkpoint is its ``checkpoint/``), as for every loader here.
     Only the model's files are read unless ``training_state=True``, which also reads and
     verifies the training state (for a resume). The model comes back in eval mode on
     ``device``; call ``.train()`` to go on training.
     """
     roles = None if training_state else MODEL_ROLES
-    directory, manifest, blobs = read_verified(path, roles)
+    directory, manifest, blobs = read_verified(checkpoint_folder(path), roles)
     model, model_type = _model(directory, manifest, blobs, device)
     return Checkpoint(model=model, config=model.config, vocab=_decoded(directory, manifest, blobs, "vocab"),
                       metadata=_decoded(directory, manifest, blobs, "metadata"),
@@ -174,13 +176,13 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
 
     The model comes back in eval mode on ``device``; call ``.train()`` to go on training.
     """
-    directory, manifest, blobs = read_verified(path, ("model", "weights"))
+    directory, manifest, blobs = read_verified(checkpoint_folder(path), ("model", "weights"))
     return _model(directory, manifest, blobs, device)[0]
 
 
 def load_training_state(path: str | os.PathLike[str]) -> TrainingState:
     """Verify the checkpoint folder ``path`` and return its training state; CheckpointError if it has none."""
-    directory, manifest, blobs = read_verified(path)
+    directory, manifest, blobs = read_verified(checkpoint_folder(path))
     state = _training_state(directory, manifest, blobs)
     if state is None:
         raise CheckpointError(f"{directory}: this checkpoint holds no training state, so training cannot resume "
