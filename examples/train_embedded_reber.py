@@ -13,12 +13,12 @@ import rnnkit
 from rnnkit.training import Trainer, make_config
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cell", default="lstm", choices=("elman", "lstm", "gru"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/example-reber")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     config = make_config("embedded-reber", overrides={"cell": args.cell, "seed": args.seed, "out": args.out})
     result = Trainer(config).fit()
     m = result.metrics
