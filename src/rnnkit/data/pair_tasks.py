@@ -18,7 +18,7 @@ Example:
     >>> reverse_pair(rng, 5)
     ('ynbiq', 'qibny')
     >>> date_pair(random.Random(3))[1]
-    '2055-05-21'
+    '1985-05-25'
 """
 from __future__ import annotations
 
