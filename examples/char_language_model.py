@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "data": args.data, "steps": steps, "time_budget": None, "num_layers": 1, "dropout": 0.1, "warmup_steps": 20,
         "eval_every": max(steps // 5, 1), "checkpoint_interval": 3600.0, "precision": "fp32", "out": args.out,
         **size})
-    result = Trainer(config, progress=False).fit()
+    result = Trainer(config, progress=False, overwrite=True).fit()  # re-running replaces the example's run
     loss, unigram = result.metrics["val_loss"], result.summary["baseline"]["unigram_val_loss"]
     print(f"data: {result.summary['data']}")
     print(f"trained {result.summary['steps']} steps, {result.summary['train_tokens']:,} characters, "

@@ -34,7 +34,7 @@ from rnnkit.training import Trainer, make_config
 def train(task: str, recipe: str, cell: str, seed: int, out: Path, **overrides):
     config = make_config(task, recipe, overrides={"cell": cell, "seed": seed, "plot": False, "tensorboard": False,
                                                   "out": str(out / f"{task}-{recipe}-{cell}-{seed}"), **overrides})
-    return Trainer(config, progress=False).fit()
+    return Trainer(config, progress=False, overwrite=True).fit()  # re-running replaces these runs
 
 
 def sine(iterations: int) -> tuple[float, torch.Tensor, torch.Tensor]:

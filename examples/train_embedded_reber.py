@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/example-reber")
     args = parser.parse_args(argv)
     config = make_config("embedded-reber", overrides={"cell": args.cell, "seed": args.seed, "out": args.out})
-    result = Trainer(config).fit()
+    result = Trainer(config, overwrite=True).fit()  # re-running replaces the example's run
     m = result.metrics
     print(f"{args.cell}: {'solved' if result.solved else 'not solved'} after {result.summary['train_sequences']:,} "
           f"training words; next_symbol_set_accuracy {m['next_symbol_set_accuracy']:.4f}, "

@@ -104,6 +104,7 @@ def run_cell(
     ``plan`` (:func:`rnnkit.engine.dispatch.make_plan`; made here when None) picks the loop:
     structured cells take the fast loop of ``rnnkit.engine.structured`` in the plan's loop form;
     any other cell, and an empty batch, runs step by step under autograd (``rnnkit.engine.generic``).
+    Shapes as in :func:`scan`: sequences (B, T, *), states (B, *shape), mask (B, T); returns a ``Scan``.
     """
     if plan is None:
         plan = _cell_plan("generic", cell, sequences, contexts, mask, bptt, scope or type(cell).__name__)

@@ -43,6 +43,7 @@ class GradientTap:
         self._lengths: dict[str, int] = {}
 
     def clear(self) -> None:
+        """Forget every record (call it between batches)."""
         self._records.clear()
         self._lengths.clear()
 
@@ -54,6 +55,7 @@ class GradientTap:
         self._records[key][t] = grad.detach().double().norm()
 
     def keys(self) -> list[str]:
+        """The recorded keys, ``"<scope>/<state>"``, in the order the scans ran."""
         return list(self._records)
 
     def norms(self, name: str) -> Tensor:

@@ -50,6 +50,7 @@ class SequenceClassifier(nn.Module):
         return self.head(final_hidden(h_n, self.config.rnn.num_layers, self.config.rnn.bidirectional))  # (B, C)
 
     def loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """Mean cross-entropy: logits (B, C), targets (B,) class ids -> a scalar."""
         return F.cross_entropy(logits, targets)
 
 
@@ -88,6 +89,7 @@ class SequenceRegressor(nn.Module):
         return self.head(y)  # (B, T, O)
 
     def loss(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Mean squared error over real steps: pred and target shaped alike, mask (B, T) bool or None."""
         per = F.mse_loss(pred, target, reduction="none")
         if mask is None or self.config.many_to_one:
             return per.mean()

@@ -98,7 +98,8 @@ def sequence_backward(
 ) -> dict[str, np.ndarray]:
     """Backward of any ``*_forward``/``sequence_forward`` run; ``dfinal`` mirrors its ``final``.
 
-    Returns the grads dict: dx, dh0, [dc0], dW_ih, dW_hh, [db_ih, db_hh], [dw_ci, dw_cf, dw_co].
+    Returns the grads dict: dx (B, T, F), dh0 and [dc0] (B, H), dW_ih (G*H, F), dW_hh (G*H, H),
+    [db_ih, db_hh] (G*H,), [dw_ci, dw_cf, dw_co] (H,).
     """
     if not isinstance(cache, SequenceCache):
         raise bad_argument("cache", "the SequenceCache returned by a forward call", shape_text(cache),

@@ -30,7 +30,10 @@ NON_PARAMETER_KEYS = ("dx", "dh0", "dc0")
 
 
 def parameter_keys(grads: Mapping[str, np.ndarray]) -> list[str]:
-    """The keys of ``grads`` that hold parameter gradients (not dx, dh0, dc0), in dict order."""
+    """The keys of ``grads`` that hold parameter gradients (not dx, dh0, dc0), in dict order.
+
+    E.g. ``dW_ih`` (G*H, F), ``dW_hh`` (G*H, H), ``db_ih``/``db_hh`` (G*H,); not ``dx`` (B, T, F).
+    """
     return [k for k in grads if k not in NON_PARAMETER_KEYS]
 
 
@@ -56,7 +59,7 @@ def clip_grad_norm(
 
     As torch: ``total = ||(||g_1||, ..., ||g_k||)||_p`` (``inf``: the largest |entry|), then
     every selected gradient is multiplied by ``min(1, max_norm / (total + 1e-6))``.
-    Returns ``(new grads dict, total norm before clipping)``.
+    Returns ``(new grads dict, total norm before clipping)``; each gradient keeps its shape, e.g. dW_hh (G*H, H).
     """
     chosen = _selected(grads, keys)
     if not isinstance(max_norm, (int, float)) or isinstance(max_norm, bool) or not max_norm >= 0:
@@ -84,7 +87,10 @@ def clip_grad_value(
     clip_value: float,
     keys: Iterable[str] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Clip every entry of the selected gradients to ``[-clip_value, clip_value]``, as torch does."""
+    """Clip every entry of the selected gradients to ``[-clip_value, clip_value]``, as torch does.
+
+    Each gradient keeps its shape (e.g. ``dW_hh`` (G*H, H)); returns a new dict.
+    """
     chosen = _selected(grads, keys)
     if not isinstance(clip_value, (int, float)) or isinstance(clip_value, bool) or not clip_value >= 0:
         raise bad_argument("clip_value", "a number >= 0", shape_text(clip_value), "pass e.g. clip_value=5.0")
