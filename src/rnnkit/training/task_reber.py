@@ -29,7 +29,7 @@ grammatical words, and a 1,000-sample check at 99% passes (see ``GENERATION_SOLV
 Example:
     >>> from rnnkit.training.config import make_config
     >>> task = ReberTask(make_config("embedded-reber", overrides={"eval_size": 20}))
-    >>> sorted(task.evaluate(task.build_model()))
+    >>> sorted(task.evaluate(task.build_model(), final=True))
     ['long_range_accuracy', 'next_symbol_set_accuracy', 'sample_validity']
 """
 from __future__ import annotations
