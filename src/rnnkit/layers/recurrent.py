@@ -154,7 +154,7 @@ class RecurrentLayer(TorchNames):
         return [d for layer in self.layers for d in layer.directions()]
 
     def flat_weights(self) -> list[Tensor]:
-        """The native kernels' weight list: per direction (W_ih, W_hh[, b_ih, b_hh][, W_hr])."""
+        """The native kernels' weight list: per direction ``(W_ih, W_hh[, b_ih, b_hh][, W_hr])``."""
         weights: list[Tensor] = []
         for d in self.directions():
             weights += [d.input.weight, d.cell.weight]

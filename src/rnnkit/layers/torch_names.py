@@ -88,7 +88,8 @@ def legacy_renames(model: nn.Module) -> dict[str, str]:
 
 
 def upgrade_legacy_keys(model: nn.Module, tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """``tensors`` with the old submodule keys of ``model``'s rnnkit layers renamed (see :func:`legacy_renames`)."""
+    """``tensors`` with the old submodule keys of ``model``'s rnnkit layers renamed (see :func:`legacy_renames`);
+    every tensor keeps its shape, e.g. a layer's input weight (G*H, F)."""
     renames = legacy_renames(model)
     return {renames.get(key, key): value for key, value in tensors.items()}
 
