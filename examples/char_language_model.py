@@ -27,17 +27,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--data", default=None, help="a UTF-8 text file (default: pydoc_data.topics)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default 1500; --quick: 100)")
     parser.add_argument("--out", default="runs/examples/lm", help="the run folder (checkpoint, curve.png)")
-    parser.add_argument("--quick", action="store_true", help="100 steps of 16 streams, one thread (seconds)")
+    parser.add_argument("--quick", action="store_true", help="100 steps, one thread (seconds)")
     parser.add_argument("--prompt", default="The ")
     args = parser.parse_args(argv)
     steps = args.steps or (100 if args.quick else 1500)
-    size = dict(batch_size=16, threads=1) if args.quick else dict(batch_size=32)
     config = make_config("text", overrides={
-        "data": args.data, "steps": steps, "time_budget": None, "num_layers": 1, "hidden_size": 128, "embedding_size": 64,
-        "bptt": 64, "dropout": 0.1, "warmup_steps": 20,
+        "data": args.data, "steps": steps, "time_budget": None, "num_layers": 1, "hidden_size": 128,
+        "embedding_size": 64, "batch_size": 16, "bptt": 64, "dropout": 0.1, "warmup_steps": 20,
         "eval_every": max(steps // 5, 1), "checkpoint_interval": 3600.0, "precision": "fp32", "out": args.out,
-        **size})
+        **({"threads": 1} if args.quick else {})})
     result = Trainer(config, progress=False, overwrite=True).fit()  # re-running replaces the example's run
+    if result.stopped == "diverged":
+        raise SystemExit(f"training diverged ({result.summary.get('nonfinite')}); the last good checkpoint is kept")
     loss, unigram = result.metrics["val_loss"], result.summary["baseline"]["unigram_val_loss"]
     print(f"data: {result.summary['data']}")
     print(f"trained {result.summary['steps']} steps, {result.summary['train_tokens']:,} characters, "
