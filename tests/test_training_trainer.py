@@ -137,7 +137,7 @@ def test_resume_with_a_larger_step_budget_equals_one_long_run_text(tmp_path: Pat
 
 def test_resume_refuses_a_changed_setting(tmp_path: Path) -> None:
     fit(reber_config(tmp_path, steps=8))
-    with pytest.raises(ValueError, match=r"resume: expected the run's own settings.*changes to lr.*keep lr=0.02"):
+    with pytest.raises(ValueError, match=r"resume: expected the run's own settings.*changes to lr.*keep lr=0.03"):
         fit(reber_config(tmp_path, steps=16, lr=0.05), resume=tmp_path)
     with pytest.raises(ValueError, match=r"resume: expected a run folder holding checkpoint/manifest.json"):
         fit(reber_config(tmp_path / "x", steps=16), resume=tmp_path.parent)
@@ -197,10 +197,10 @@ def test_tensorboard_gets_every_numeric_record(tmp_path: Path, monkeypatch: pyte
 @pytest.mark.slow
 def test_main_job_solves_the_embedded_reber_grammar(tmp_path: Path) -> None:
     """Acceptance 1 for one seed: both metrics >= 0.99 on 1,000 held-out words, and (issue 12) the model
-    samples grammatical words (sample_validity >= 0.995); early stop when solved."""
+    samples grammatical words (sample_validity >= 0.997); early stop when solved."""
     result = fit(make_config("embedded-reber", overrides={"out": str(tmp_path), "plot": False, "tensorboard": False,
                                                           "steps": 3000}))
     assert result.stopped == "solved" and result.solved
     assert result.metrics["long_range_accuracy"] >= 0.99 and result.metrics["next_symbol_set_accuracy"] >= 0.99
-    assert result.metrics["sample_validity"] >= 0.995
+    assert result.metrics["sample_validity"] >= 0.997
     assert result.summary["train_sequences"] <= 40_000
