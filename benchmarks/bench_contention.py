@@ -16,7 +16,7 @@ Headline: the median busy tokens/s over the median quiet tokens/s (target >= 0.6
 measured 0.19 before the change).
 
 Usage:
-    python benchmarks/bench_contention.py [--quick] [--steps 30] [--repeats 2] [--json PATH]
+    python benchmarks/bench_contention.py [--quick] [--steps 18] [--repeats 2] [--json PATH]
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def _train(steps: int, extra: list[str], hog: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few steps, one repeat (a smoke test)")
-    parser.add_argument("--steps", type=int, default=30, help="training steps per run (default 30)")
+    parser.add_argument("--steps", type=int, default=18, help="training steps per run (default 18)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each kind (default 2)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
