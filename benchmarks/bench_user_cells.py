@@ -1,0 +1,201 @@
+"""User-written cells on the cell compiler (issue 9 acceptance 3), fp32 forward+backward.
+
+Each cell is a plain ``rnnkit.Structured`` subclass, written as a user would. Each runs as a
+Linear input projection + ``cell(...)``, against:
+  torch    torch.nn.LSTM (oneDNN), the same B, T, I, H
+  loop     a Python loop over torch.nn.LSTMCell
+  builtin  rnnkit.LSTM(engine="generic"), the built-in cell on the generic engine
+  legacy   (with --legacy) the built-in on the hand-written kernels this compiler replaces
+"per work" divides a cell's time by torch.nn.LSTM's, scaled by 4 / (the cell's gate blocks):
+an MGU (2 blocks) does half an LSTM's matmul work per step.
+Calls are interleaved round-robin; medians of --repeats calls after one warm-up each.
+
+Usage:
+    python benchmarks/bench_user_cells.py [--repeats 3] [--regimes latency,middle,throughput]
+        [--threads 2] [--legacy] [--json PATH]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import rnnkit
+import rnnkit.engine.structured as structured
+
+REGIMES = {"latency": (1, 1024, 64, 128), "middle": (32, 256, 128, 256), "throughput": (16, 256, 768, 768)}
+
+
+class UserLSTM(rnnkit.Structured):
+    """The LSTM math as a user writes it."""
+    states = ("h", "c")
+    gates = 4
+
+    def pointwise(self, inputs, hw, h, c):  # type: ignore[no-untyped-def]
+        i, f, g, o = (inputs + hw).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class CIFG(rnnkit.Structured):
+    """Coupled input-forget gate LSTM (Greff et al. 2017): i = 1 - f."""
+    states = ("h", "c")
+    gates = 3
+
+    def pointwise(self, inputs, hw, h, c):  # type: ignore[no-untyped-def]
+        f, g, o = (inputs + hw).chunk(3, dim=1)
+        f = torch.sigmoid(f)
+        c = f * c + (1 - f) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+class MGU(rnnkit.Structured):
+    """Minimal gated unit (Zhou et al. 2016)."""
+    states = ("h",)
+    gates = 2
+
+    def pointwise(self, inputs, hw, h):  # type: ignore[no-untyped-def]
+        xf, xn = inputs.chunk(2, dim=1)
+        hf, hn = hw.chunk(2, dim=1)
+        f = torch.sigmoid(xf + hf)
+        return (1 - f) * h + f * torch.tanh(xn + f * hn)
+
+
+class LNLSTM(rnnkit.Structured):
+    """LayerNorm-LSTM written by a user: LN over the gate pre-activations and over c."""
+    states = ("h", "c")
+    gates = 4
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__(hidden)
+        self.ln_g = nn.Parameter(torch.ones(4 * hidden))
+        self.ln_b = nn.Parameter(torch.zeros(4 * hidden))
+        self.ln_c = nn.Parameter(torch.ones(hidden))
+
+    def pointwise(self, inputs, hw, h, c):  # type: ignore[no-untyped-def]
+        z = F.layer_norm(inputs + hw, (inputs.shape[1],), self.ln_g, self.ln_b)
+        i, f, g, o = z.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(F.layer_norm(c, (c.shape[1],), self.ln_c, None)), c
+
+
+class UserGRU(rnnkit.Structured):
+    """GRU (reset-after) as a user writes it: x and hw are used apart (the split path)."""
+    states = ("h",)
+    gates = 3
+
+    def pointwise(self, inputs, hw, h):  # type: ignore[no-untyped-def]
+        xr, xz, xn = inputs.chunk(3, dim=1)
+        hr, hz, hn = hw.chunk(3, dim=1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        return n + z * (h - n)
+
+
+CELLS = {"user-lstm": UserLSTM, "cifg": CIFG, "mgu": MGU, "ln-lstm": LNLSTM, "user-gru": UserGRU}
+
+
+class UserLayer(nn.Module):
+    def __init__(self, cell: rnnkit.Structured, input_size: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(input_size, cell.input_width)
+        self.cell = cell
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.cell(self.proj(x))
+        return out[0] if isinstance(out, tuple) else out  # (B, T, H)
+
+
+class LoopLSTM(nn.Module):
+    def __init__(self, I: int, H: int) -> None:  # noqa: E741
+        super().__init__()
+        self.cell = nn.LSTMCell(I, H)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = c = x.new_zeros(x.shape[0], self.cell.hidden_size)
+        outs = []
+        for t in range(x.shape[1]):
+            h, c = self.cell(x[:, t], (h, c))
+            outs.append(h)
+        return torch.stack(outs, 1)
+
+
+class Legacy(nn.Module):
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        structured.LEGACY = True
+        try:
+            return self.layer(x)[0]
+        finally:
+            structured.LEGACY = False
+
+
+def _call(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        module.zero_grad(set_to_none=True)
+        y = module(x)
+        y = y[0] if isinstance(y, tuple) else y
+        y.sum().backward()
+    return run
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--regimes", default="latency,middle,throughput")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--legacy", action="store_true")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    structured.LEGACY = False  # built-ins compiled too
+    results: dict = {}
+    for regime in args.regimes.split(","):
+        B, T, I, H = REGIMES[regime]  # noqa: E741
+        torch.manual_seed(0)
+        x = torch.randn(B, T, I)
+        builtin = rnnkit.LSTM(I, H, engine="generic")
+        impls: dict[str, nn.Module] = {"torch": nn.LSTM(I, H, batch_first=True), "loop": LoopLSTM(I, H),
+                                       "builtin": builtin}
+        if args.legacy:
+            impls["legacy"] = Legacy(builtin)
+        for name, kind in CELLS.items():
+            impls[name] = UserLayer(kind(H), I)
+        calls = {k: _call(m, x) for k, m in impls.items()}
+        times: dict[str, list[float]] = {k: [] for k in calls}
+        for run in calls.values():
+            run()  # warm-up: compiles, caches
+        for _ in range(args.repeats):
+            for k, run in calls.items():
+                t = time.perf_counter()
+                run()
+                times[k].append(time.perf_counter() - t)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        results[regime] = med
+        base, loop, blt = med["torch"], med["loop"], med["builtin"]
+        print(f"\n{regime} (B, T, I, H) = {(B, T, I, H)}: torch.nn.LSTM {base * 1e3:.1f} ms, LSTMCell loop "
+              f"{loop * 1e3:.1f} ms, built-in {blt * 1e3:.1f} ms"
+              + (f", legacy built-in {med['legacy'] * 1e3:.1f} ms (compiled/legacy {blt / med['legacy']:.3f})"
+                 if "legacy" in med else ""), flush=True)
+        for name, kind in CELLS.items():
+            t = med[name]
+            print(f"  {name:9s} {t * 1e3:8.1f} ms  /torch {t / base:5.2f}x  per work {t / base * 4 / kind.gates:5.2f}x"
+                  f"  /builtin {t / blt:5.2f}x  loop/this {loop / t:5.1f}x", flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()
