@@ -27,8 +27,17 @@
     const long sa = rev ? t : t + 1;              \
     (void)sb; (void)sa;
 
-static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
-static inline float tnh(float x) { return 2.0f / (1.0f + expf(-2.0f * x)) - 1.0f; }
+/* Arguments are clamped where the float result is already exact, so expf never overflows: under
+ * -ffast-math (finite math only) 1 / (1 + inf) may come out NaN instead of 0, which made text
+ * training on the hybrid kernels diverge once a pre-activation passed about -88. */
+static inline float sigm(float x) {
+    x = x < -80.0f ? -80.0f : x > 80.0f ? 80.0f : x;
+    return 1.0f / (1.0f + expf(-x));
+}
+static inline float tnh(float x) {
+    x = x < -40.0f ? -40.0f : x > 40.0f ? 40.0f : x;
+    return 2.0f / (1.0f + expf(-2.0f * x)) - 1.0f;
+}
 
 /* y[b, j] += sum_k h[b, k] W[j, k] */
 static void matvec_acc(long B, long G, long H, const float *h, const float *W, float *y) {

@@ -33,8 +33,16 @@ PRELUDE = r"""
 """
 
 _TYPED = r"""
-static inline {T} sg_{S}({T} x) {{ return ({T})1 / (({T})1 + exp{F}(-x)); }}
-static inline {T} th_{S}({T} x) {{ return ({T})2 / (({T})1 + exp{F}(({T})-2 * x)) - ({T})1; }}
+/* The argument is clamped where the result is already exact in this type, so exp never overflows:
+ * under -ffast-math (finite math only) 1 / (1 + inf) may come out NaN, not 0. */
+static inline {T} sg_{S}({T} x) {{
+    x = x < -({T}){L} ? -({T}){L} : x > ({T}){L} ? ({T}){L} : x;
+    return ({T})1 / (({T})1 + exp{F}(-x));
+}}
+static inline {T} th_{S}({T} x) {{
+    x = x < -({T}){L2} ? -({T}){L2} : x > ({T}){L2} ? ({T}){L2} : x;
+    return ({T})2 / (({T})1 + exp{F}(({T})-2 * x)) - ({T})1;
+}}
 /* y[b, j] += sum_k h[b, k] W[j, k] */
 static void mv_{S}(long B, long G, long H, const {T} *h, const {T} *W, {T} *y) {{
     for (long b = 0; b < B; ++b) {{
@@ -63,10 +71,11 @@ static void mvt_{S}(long B, long G, long H, const {T} *d, const {T} *W, {T} *dh)
 """
 
 TYPES = (("float", "f32", "f"), ("double", "f64", ""))
+CLAMP = {"f32": (80, 40), "f64": (700, 350)}  # |x| beyond which sigmoid / tanh are exactly 0, 1 or +-1
 
 
 def prelude() -> str:
-    return PRELUDE + "".join(_TYPED.format(T=T, S=S, F=F) for T, S, F in TYPES)
+    return PRELUDE + "".join(_TYPED.format(T=T, S=S, F=F, L=CLAMP[S][0], L2=CLAMP[S][1]) for T, S, F in TYPES)
 
 
 def _levels(g: Graph, live: list[int]) -> dict[int, int]:
