@@ -57,7 +57,7 @@ def plot_attention(model: Any, task: Any, rows: list[int], path: Path) -> None:
 
 
 def run_task(task_name: str, *, steps: int, time_budget: float | None, out: Path, overrides: dict[str, Any],
-             beam: int = 5, threads: int = 2) -> dict[str, Any]:
+             beam: int = 5, threads: int = 2, attentions: tuple[str, ...] = ("bahdanau", "none")) -> dict[str, Any]:
     """Train attention and no-attention models of one task and score both decoders; a JSON-able dict."""
     from rnnkit.training.config import make_config
     from rnnkit.training.tasks import make_task
@@ -66,7 +66,7 @@ def run_task(task_name: str, *, steps: int, time_budget: float | None, out: Path
     torch.set_num_threads(threads)
     results: dict[str, Any] = {"task": task_name, "budget": {"steps": steps, "time_budget": time_budget,
                                                             "threads": threads}, "models": {}}
-    for attention in ("bahdanau", "none"):
+    for attention in attentions:
         config = make_config(task_name, overrides={
             "steps": steps, "time_budget": time_budget, "attention": attention, "out": str(out / f"{task_name}_"
                                                                                             f"{attention}"),
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--time-budget", type=float, default=None, help="seconds per model")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--attention", action="append", choices=("bahdanau", "dot", "general", "none"),
+                        help="the models to train (default: bahdanau and none)")
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("runs/quality_seq2seq"))
     parser.add_argument("--json", type=Path, default=None)
@@ -112,7 +114,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {"command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
               "torch": torch.__version__, "tasks": [run_task(t, steps=args.steps, time_budget=args.time_budget,
                                                             out=args.out, overrides=overrides, beam=args.beam,
-                                                            threads=args.threads) for t in tasks]}
+                                                            threads=args.threads,
+                                                            attentions=tuple(args.attention or ("bahdanau", "none")))
+                        for t in tasks]}
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report

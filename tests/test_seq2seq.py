@@ -31,7 +31,7 @@ LENGTHS = torch.tensor([5, 2, 1, 3])
 
 
 @pytest.mark.parametrize("attention", ["bahdanau", "dot", "general"])
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("cell", ["gru", "lstm", "elman", "layernorm-lstm"])
 def test_attention_weights_sum_to_one_over_real_steps_and_are_zero_on_padding(attention: str, cell: str) -> None:
     model = tiny(attention, cell)
     target = torch.tensor([[1, 3, 4, 2], [1, 4, 2, 0], [1, 2, 0, 0], [1, 3, 3, 4]])
