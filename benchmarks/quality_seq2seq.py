@@ -3,7 +3,7 @@
 For each task asked for, two models of the same size are trained under the same budget, one with
 attention and one without; each is then scored on the task's 1,000 held-out pairs with greedy
 decoding and with beam search (width 5, length-normalised): exact match, BLEU and chrF
-(sacrebleu), plus the wall time of training and decoding. The attention model's maps for a few
+(sacrebleu), plus the wall and CPU time (all threads) of training and decoding. The attention model's maps for a few
 held-out pairs are drawn to ``<out>/<task>_attention.png``.
 
 It measures quality, not speed, so it is not one of the ``bench_*`` scripts that ``run.py`` runs.
@@ -72,17 +72,19 @@ def run_task(task_name: str, *, steps: int, time_budget: float | None, out: Path
                                                                                             f"{attention}"),
             "plot": False, "tensorboard": False, "threads": threads, "checkpoint_interval": 3600.0, **overrides})
         task = make_task(config)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         result = Trainer(config, task=task, progress=False).fit()
-        train_seconds = time.perf_counter() - start
-        entry: dict[str, Any] = {"train_wall_seconds": round(train_seconds, 1), "steps": result.summary.get("steps"),
+        train_seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        entry: dict[str, Any] = {"train_wall_seconds": round(train_seconds, 1),
+                                 "train_cpu_seconds": round(cpu_seconds, 1), "steps": result.summary.get("steps"),
                                  "stopped": result.stopped, "parameters": result.summary.get("parameters"),
                                  "held_out_pairs": len(task.held), "data": task.describe()}
         for name, width in (("greedy", None), (f"beam{beam}", beam)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             metrics = task.evaluate(result.model, final=True, beam=width)
             entry[name] = {k: round(v, 4) for k, v in metrics.items()} | {
-                "decode_seconds": round(time.perf_counter() - t0, 1)}
+                "decode_seconds": round(time.perf_counter() - t0, 1),
+                "decode_cpu_seconds": round(time.process_time() - c0, 1)}
         results["models"][attention] = entry
         print(json.dumps({attention: entry}), flush=True)
         if attention != "none":
