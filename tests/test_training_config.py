@@ -151,3 +151,17 @@ def test_schedule_from_config_turns_epochs_into_steps() -> None:
     c = make_config("text", overrides={"epochs": 2.0, "time_budget": None, "warmup_steps": 0})
     s = LRSchedule.from_config(c, schedule_length(c, steps_per_epoch=50))
     assert s.progress(50) == pytest.approx(0.5) and s.progress(100) == 1.0
+
+
+def test_text_threads_follow_load_only_for_time_only_runs(monkeypatch):
+    """A step- or epoch-budgeted text run must be bitwise reproducible, so its thread count may not
+    depend on what else the machine is doing; a time-only run (the default) adapts to the load."""
+    from rnnkit.training import threads
+
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2.0)
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda window=0.25: 1.9)  # a busy neighbour
+    assert make_config("text").threads_for == 1  # time-only: leaves the busy core alone
+    assert make_config("text", overrides={"steps": 50}).threads_for == 2
+    assert make_config("text", overrides={"epochs": 1.0}).threads_for == 2
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda window=0.25: 0.0)
+    assert make_config("text", overrides={"steps": 50}).threads_for == 2

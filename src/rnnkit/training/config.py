@@ -171,14 +171,19 @@ class TrainConfig:
     def threads_for(self) -> int:
         """The torch CPU threads the run uses. The Reber and synthetic tasks multiply small matrices, where a
         second thread only adds synchronisation (and stalls badly when other processes share the cores).
-        Text (characters or words) uses the CPUs the process may use (affinity, cgroup quota) minus those other processes keep
-        busy right now, measured over a quarter second (see ``rnnkit.training.threads``)."""
+        Text (characters or words) uses the CPUs the process may use (affinity, cgroup quota); a run budgeted only
+        by time (the default) leaves out those other processes keep busy right now, measured over a quarter second
+        and again during the run (see ``rnnkit.training.threads``), while a run with a step or epoch budget keeps a
+        fixed count, so that it stays bitwise reproducible."""
         if self.threads is not None:
             return self.threads
         if self.task not in ("text", "words"):
             return 1
-        from rnnkit.training.threads import auto_threads
+        from rnnkit.training.threads import auto_threads, available_cpus
 
+        if self.steps is not None or self.epochs is not None:
+            # a step or epoch budget must be bitwise reproducible, so the count may not follow the machine's load
+            return int(available_cpus())
         return auto_threads()
 
     @property

@@ -126,7 +126,8 @@ class TextTask(Task):
         self.train_ids = train[rank * shard:(rank + 1) * shard] if world_size > 1 else train
         self.stream = TextStream(self.train_ids, config.batch_size, config.bptt)
         # the thread count follows the free CPUs during the run, unless the user fixed it (--threads)
-        self._governor = ThreadGovernor() if config.threads is None and world_size == 1 else None
+        adaptive = config.threads is None and config.steps is None and config.epochs is None  # time-only runs
+        self._governor = ThreadGovernor() if adaptive and world_size == 1 else None
 
     def build_model(self) -> nn.Module:
         c = self.config
