@@ -192,6 +192,10 @@ def rebuild(cls: type[nn.Module], config: Any, blob: bytes, tied: dict[str, str]
     stored = read_header(blob, where)
     model = _build_on_meta(cls, config, stored, tied, where)
     renames = _legacy_renames(model)
+    clashes = sorted(f"{old} and {new}" for old, new in renames.items() if old in stored and new in stored)
+    if clashes:  # a forgery: an old name and its new name for one tensor; never keep one of them silently
+        raise CheckpointError(f"{where}: the file holds a tensor under both its old and its new name: "
+                              f"{'; '.join(clashes)[:300]}. Fix: {_FIX_DAMAGED}")
     stored = {renames.get(n, n): s for n, s in stored.items()}
     tied = {renames.get(a, a): renames.get(s, s) for a, s in tied.items()}
     _compare(model, stored, tied, where)

@@ -301,10 +301,64 @@ def _decode_dataclass(data: dict, where: str, sub: Callable[[Any, str], Any],
     if missing:
         raise ValueError(f"{where}: {name} field(s) {missing} are missing and have no default")
     kwargs = {n: sub(v, f"{where}.{n}") for n, v in data.items() if n != "__dataclass__"}
+    hints = _hints(cls)
+    for n, v in kwargs.items():
+        problem = _type_problem(v, hints.get(n, Any))
+        if problem:
+            raise ValueError(f"{where}.{n}: expected {problem}, found {str(v)[:60]!r} ({type(v).__name__})")
     try:
         return cls(**kwargs)
     except Exception as error:
         raise ValueError(f"{where}: {name}(**stored fields) failed: {error}") from error
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # annotations naming local classes cannot be resolved: check nothing
+        return {}
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """What ``hint`` expects, if ``value`` does not fit it; None if it fits or the hint is not checked.
+
+    Checks what a forged config could get wrong in a way the model's code would trip over:
+    plain scalars (an int is no bool, a float may be an int), dataclasses, ``Literal``,
+    ``Optional``/unions, and the element types of tuples and lists. Other hints pass.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or isinstance(hint, (str, typing.TypeVar)):
+        return None
+    if origin is typing.Union or (origin is not None and origin.__class__.__name__ == "UnionType") \
+            or hint.__class__.__name__ == "UnionType":
+        problems = [_type_problem(value, arg) for arg in args]
+        return None if any(p is None for p in problems) else " or ".join(p for p in problems if p)
+    if origin is typing.Literal:
+        return None if value in args else "one of " + ", ".join(repr(a) for a in args)
+    if origin in (tuple, list):
+        if not isinstance(value, origin):
+            return origin.__name__
+        items = args[:1] if origin is list or (len(args) == 2 and args[1] is Ellipsis) else args
+        if origin is tuple and items is args and args and len(value) != len(args):
+            return f"a tuple of {len(args)}"
+        for i, item in enumerate(value):
+            problem = _type_problem(item, items[min(i, len(items) - 1)]) if items else None
+            if problem:
+                return f"{origin.__name__} of {problem}"
+        return None
+    if hint is bool:
+        return None if isinstance(value, bool) else "bool"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "int"
+    if hint is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "float"
+    if hint is str:
+        return None if isinstance(value, str) else "str"
+    if hint is type(None):
+        return None if value is None else "None"
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return None if isinstance(value, hint) else f"a {hint.__qualname__}"
+    return None
 
 
 def config_to_json(config: Any) -> dict[str, Any]:

@@ -12,6 +12,8 @@ Example:
 """
 from __future__ import annotations
 
+import json
+
 import safetensors.torch
 import torch
 from torch import nn
@@ -67,4 +69,21 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
             tensor = tensor.clone()
         seen.add(tensor.untyped_storage().data_ptr())
         ready[name] = tensor
-    return safetensors.torch.save(ready, metadata=metadata)
+    return _sorted_metadata(safetensors.torch.save(ready, metadata=metadata))
+
+
+def _sorted_metadata(blob: bytes) -> bytes:
+    """``blob`` with its header's metadata map in sorted key order, so equal tensors give equal bytes.
+
+    safetensors writes the ``__metadata__`` map in hash order, which changes from process to
+    process. Reordering keys keeps the header's length, so every data offset stays valid.
+    """
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + size])
+    if "__metadata__" not in header:
+        return blob
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(raw) > size:  # a formatting difference: keep safetensors' own bytes rather than guess
+        return blob
+    return blob[:8] + raw + b" " * (size - len(raw)) + blob[8 + size:]
