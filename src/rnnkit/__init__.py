@@ -13,9 +13,9 @@ from rnnkit.accelerate import accelerate
 from rnnkit.cells import Recurrent, Structured
 from rnnkit.checkpoint import CheckpointError, load, save
 from rnnkit.engine import BPTT, GradientTap
-from rnnkit.layers import GRU, LSTM, RNN, Bidirectional, Stack, from_torch
+from rnnkit.layers import GRU, LSTM, RNN, Bidirectional, Stack, Stream, from_torch
 
 __all__ = [
-    "BPTT", "Bidirectional", "CheckpointError", "GRU", "GradientTap", "LSTM", "RNN", "Recurrent", "Stack", "Structured",
+    "BPTT", "Bidirectional", "CheckpointError", "GRU", "GradientTap", "LSTM", "RNN", "Recurrent", "Stack", "Stream", "Structured",
     "__version__", "cells", "engine", "from_torch", "accelerate", "init", "load", "models", "nn", "save",
 ]

@@ -152,6 +152,7 @@ class Recurrent(nn.Module):
         contexts: Mapping[str, Tensor] | None = None,
         bptt: Any = None,
         engine: str = "auto",
+        reset: Tensor | None = None,
         **named: Tensor,
     ) -> Scan:
         """Run the cell over time and return all outputs and the final states.
@@ -159,6 +160,7 @@ class Recurrent(nn.Module):
         Sequences are (B, T, *shape), given positionally in ``sequences`` order or by name;
         initial states and contexts may also be given by name. ``mask`` (B, T) bool or
         ``lengths`` (B,) int mark the real steps. ``bptt`` takes :class:`rnnkit.engine.BPTT`.
+        ``reset`` bool (B,) or (B, T) restarts rows from the initial state (``rnnkit.engine.reset``).
         """
         from rnnkit.engine import scan as engine_scan
 
@@ -166,7 +168,7 @@ class Recurrent(nn.Module):
         return engine_scan(
             self, seqs, initial_states=states0, contexts=ctx, mask=mask, lengths=lengths,
             reverse=reverse, return_initial_states=return_initial_states, bptt=bptt,
-            engine=engine,
+            engine=engine, reset=reset,
         )
 
     def forward(
@@ -179,6 +181,7 @@ class Recurrent(nn.Module):
         iterate: bool = True,
         bptt: Any = None,
         engine: str = "auto",
+        reset: Tensor | None = None,
         **named: Tensor,
     ) -> Tensor | tuple[Tensor, ...]:
         """Whole-sequence application: the declared outputs as (B, T, *shape) tensors.
@@ -186,23 +189,25 @@ class Recurrent(nn.Module):
         With ``iterate=False`` it computes a single step instead (Blocks' semantics): the
         sequences are then (B, *shape) and missing states start from their initial value.
         ``mask`` (B,) bool then marks the rows that step: the others keep their state, and
-        their other outputs are zero, as at a padded step of a scan.
+        their other outputs are zero, as at a padded step of a scan. ``reset`` bool (B,) (or
+        (B, T) for a whole sequence) restarts rows from their initial state (``rnnkit.engine.reset``).
         """
         if not iterate:
-            return self._single_step(sequences, named, mask)
+            return self._single_step(sequences, named, mask, reset)
         from rnnkit.engine import scan as engine_scan
 
         seqs, states0, ctx = self._bind(sequences, named, None, None)
         result = engine_scan(  # the call already ran the forward pre-hooks
             self, seqs, initial_states=states0, contexts=ctx, mask=mask, lengths=lengths,
             reverse=reverse, return_initial_states=return_initial_states, bptt=bptt,
-            engine=engine, run_hooks=False,
+            engine=engine, run_hooks=False, reset=reset,
         )
         outs = tuple(result.outputs[name] for name in self.output_names)
         return outs[0] if len(outs) == 1 else outs
 
     def _single_step(
-        self, sequences: tuple[Tensor, ...], named: Mapping[str, Tensor], mask: Tensor | None
+        self, sequences: tuple[Tensor, ...], named: Mapping[str, Tensor], mask: Tensor | None,
+        reset: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, ...]:
         """One step (``iterate=False``); rows where ``mask`` (B,) is False keep their state."""
         seqs, states0, ctx = self._bind(sequences, named, None, None)
@@ -211,6 +216,14 @@ class Recurrent(nn.Module):
         for name in self.states:
             if name not in states0:
                 states0[name] = self.initial_state(name, B, batch)
+        if reset is not None:
+            from rnnkit.engine.reset import check_step_reset
+
+            rows = check_step_reset(reset, B, batch.device)
+            for name in self.states:
+                value = states0[name]
+                m = rows.view(-1, *([1] * (value.dim() - 1)))  # (B, 1, ...)
+                states0[name] = torch.where(m, self.initial_state(name, B, batch), value)
         result = self.step(**seqs, **states0, **ctx)
         if mask is None:
             return result

@@ -21,6 +21,7 @@ from rnnkit.engine.generic import scan_stepwise
 from rnnkit.engine.hooks import run_pre_hooks
 from rnnkit.engine.structured import can_run_structured, scan_structured
 from rnnkit.engine.masks import flip_padded, lengths_to_mask, mask_to_lengths, resolve_mask
+from rnnkit.engine.reset import check_reset, run_cell_reset
 from rnnkit.errors import bad_argument
 
 __all__ = [
@@ -43,10 +44,13 @@ def scan(
     engine: str = "auto",
     scope: str = "",
     run_hooks: bool = True,
+    reset: Tensor | None = None,
 ) -> Scan:
     """Validate the arguments and run ``cell`` over time. See :meth:`Recurrent.scan`.
 
     ``run_hooks`` runs the cell's forward pre-hooks first (``cell(...)`` has already run them).
+    ``reset`` bool (B,) or (B, T) restarts rows from the cell's initial state
+    (``rnnkit.engine.reset``).
     """
     name = type(cell).__name__
     if run_hooks:
@@ -60,6 +64,12 @@ def scan(
     contexts = dict(contexts or {})
     plan = _cell_plan(engine, cell, sequences, contexts, mask, bptt, scope or name)
     states = _initial_states(cell, initial_states or {}, B, first)
+    restarts = check_reset(reset, B, T, first.device)
+    if restarts is not None:
+        fresh = {n: cell.initial_state(n, B, first) for n in cell.states}
+        return run_cell_reset(run_cell, cell, sequences, states, fresh, restarts, mask=mask, reverse=reverse,
+                              return_initial_states=return_initial_states, bptt=bptt, scope=scope or name,
+                              contexts=contexts, plan=plan)
     return run_cell(
         cell, sequences, states, contexts, mask=mask, reverse=reverse,
         return_initial_states=return_initial_states, bptt=bptt, scope=scope or name, plan=plan,

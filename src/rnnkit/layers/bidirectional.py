@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from rnnkit.cells.base import Recurrent
 from rnnkit.engine.masks import flip_padded, resolve_mask
+from rnnkit.engine.reset import check_reset, flip_reset
 from rnnkit.errors import bad_argument
 
 __all__ = ["Bidirectional"]
@@ -30,6 +31,10 @@ class Bidirectional(nn.Module):
       every declared output concatenated on the last axis, (B, T, *, 2 x features).
     * Two layers (anything called as ``layer(x, state, lengths) -> (y, state)``):
       ``bi(x, state=None, lengths=None)`` returns ``(y (B, T, H_f + H_b), (state_f, state_b))``.
+
+    ``reset`` (B,) or (B, T) bool cuts rows into independent segments for both directions: a
+    reset at t restarts the forward pass at t and the backward pass at t - 1
+    (``rnnkit.engine.reset``); a reset at step 0 drops both incoming states.
     """
 
     def __init__(self, forward_rnn: nn.Module, backward_rnn: nn.Module) -> None:
@@ -54,7 +59,7 @@ class Bidirectional(nn.Module):
 
     def _layers(
         self, x: Tensor, state: tuple[Any, Any] | None = None, lengths: Tensor | Sequence[int] | None = None,
-        *, mask: Tensor | None = None,
+        *, mask: Tensor | None = None, reset: Tensor | None = None,
     ) -> tuple[Tensor, tuple[Any, Any]]:
         if x.dim() != 3:
             raise bad_argument("x", "a 3-D tensor (B, T, F)", x, "rnnkit layers are batch-first")
@@ -63,7 +68,12 @@ class Bidirectional(nn.Module):
             raise bad_argument("mask", "right-padded rows (a prefix of real steps)", "a mask with holes",
                                "pass lengths for right-padded batches")
         state_f, state_b = state if state is not None else (None, None)
-        y_f, s_f = self.forward_rnn(x, state_f, lens)
-        y_b, s_b = self.backward_rnn(flip_padded(x, lens), state_b, lens)
+        restarts = check_reset(reset, x.shape[0], x.shape[1], x.device)
+        if restarts is None:
+            y_f, s_f = self.forward_rnn(x, state_f, lens)
+            y_b, s_b = self.backward_rnn(flip_padded(x, lens), state_b, lens)
+        else:  # the backward layer reads the flipped rows, so it takes the flipped reset
+            y_f, s_f = self.forward_rnn(x, state_f, lens, reset=restarts)
+            y_b, s_b = self.backward_rnn(flip_padded(x, lens), state_b, lens, reset=flip_reset(restarts, lens))
         y_b = flip_padded(y_b, lens)  # back to time order; padding stays zero
         return torch.cat([y_f, y_b], dim=-1), (s_f, s_b)  # (B, T, H_f + H_b)

@@ -36,10 +36,12 @@ from rnnkit.engine.fused import run_fused, run_fused_packed
 from rnnkit.engine.gemm import linear
 from rnnkit.engine.hooks import run_pre_hooks
 from rnnkit.engine.masks import check_lengths, lengths_to_mask, resolve_mask
+from rnnkit.engine.reset import check_reset, check_step_reset, restart, run_cell_reset
 from rnnkit.errors import bad_argument
 from rnnkit.init import Initializer, torch_default
 from rnnkit.layers.config import LayerConfig, check_layer_args
 from rnnkit.layers.projected import ProjectedLSTMCell
+from rnnkit.layers.resets import fused_with_resets
 from rnnkit.layers.torch_names import TorchNames
 
 __all__ = ["LayerConfig", "RecurrentLayer"]
@@ -190,13 +192,16 @@ class RecurrentLayer(TorchNames):
         *,
         mask: Tensor | None = None,
         bptt: BPTT | None = None,
+        reset: Tensor | None = None,
     ) -> tuple[Tensor | PackedSequence, State]:
         """x (B, T, F) -> (y (B, T, D*H), state), the state in torch's layout (L*D, B, H).
 
         With ``batch_first=False``, x (T, B, F) -> y (T, B, D*H). A ``PackedSequence`` input
         gives a ``PackedSequence`` output, as in torch.nn. ``lengths`` (B,) or ``mask`` (B, T)
         mark real steps of right-padded sequences; at a padded step the state carries over and
-        y is zero. ``bptt`` takes BPTT options (generic engine only).
+        y is zero. ``bptt`` takes BPTT options (generic engine only). ``reset`` bool (B,) or (B, T)
+        restarts rows from zeros at the first step, or at the marked steps, in every layer
+        (``rnnkit.engine.reset``; the streaming guide in the docs).
         """
         if bptt is not None and not isinstance(bptt, BPTT):
             raise bad_argument("bptt", "None or an rnnkit.engine.BPTT", bptt, "pass bptt=BPTT(...)")
@@ -204,11 +209,15 @@ class RecurrentLayer(TorchNames):
             if lengths is not None or mask is not None:
                 raise bad_argument("lengths, mask", "neither with a PackedSequence input (it holds the lengths)",
                                    "lengths or mask", "drop lengths= and mask=")
+            if reset is not None:
+                raise bad_argument("reset", "None with a PackedSequence input", reset,
+                                   "pass a padded tensor with lengths= to use reset=")
             return self._forward_packed(x, state, bptt)
         bf = self.config.batch_first
         unbatched = self._unbatched_ok and isinstance(x, Tensor) and x.dim() == 2
         if unbatched:
             x, state = x.unsqueeze(0 if bf else 1), self._batch_state(state)
+            reset = reset.unsqueeze(0) if isinstance(reset, Tensor) and reset.dim() < 2 else reset
         self._check_input(x)
         B, T = (x.shape[0], x.shape[1]) if bf else (x.shape[1], x.shape[0])
         if lengths is not None and mask is None:  # the mask is built only if the generic engine runs
@@ -216,9 +225,15 @@ class RecurrentLayer(TorchNames):
         else:
             mask, lens, prefix = resolve_mask(mask, lengths, B, T, x.device)
         hx = self._check_state(state, B, x)
+        restarts = check_reset(reset, B, T, x.device)
+        if restarts is not None:  # rows restarting at step 0 drop their state; later resets cut time
+            hx = restart(hx, restarts[:, 0], batch_dim=1)
+            restarts = restarts if bool(restarts[:, 1:].any()) else None
         run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
         plan = self._plan(x, B, _ragged(lens, T), prefix, bptt, step=False)
-        if plan.fused:
+        if plan.fused and restarts is not None:
+            y, finals = fused_with_resets(self, x, hx, lens, restarts)
+        elif plan.fused:
             if lens is not None and (lens.numel() == 0 or int(lens.min()) == T):
                 lens = None  # every sequence is full: no packing needed
             y, finals = run_fused(
@@ -229,7 +244,8 @@ class RecurrentLayer(TorchNames):
         else:
             if mask is None and lens is not None:
                 mask = lengths_to_mask(lens, T, x.device)
-            y, finals = self._forward_generic(x.transpose(0, 1) if bf else x, hx, mask, bptt, plan)  # (T, B, D*H)
+            y, finals = self._forward_generic(x.transpose(0, 1) if bf else x, hx, mask, bptt, plan,
+                                              reset=restarts)  # (T, B, D*H)
             y = y.transpose(0, 1) if bf else y  # (B, T, D*H) or (T, B, D*H)
         if unbatched:
             y, finals = y.squeeze(0 if bf else 1), tuple(f.squeeze(1) for f in finals)
@@ -262,11 +278,12 @@ class RecurrentLayer(TorchNames):
                                  packed.sorted_indices, packed.unsorted_indices)
         return out, (finals if self.kind == "lstm" else finals[0])
 
-    def step(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    def step(self, x: Tensor, state: State | None = None, *, reset: Tensor | None = None) -> tuple[Tensor, State]:
         """One time step for decoding: x (B, F) -> (y (B, H), state). Unidirectional only.
 
         It costs one cell step per layer, whatever the length generated so far; the checks
-        are kept to the minimum because this is the decoding hot path.
+        are kept to the minimum because this is the decoding hot path. ``reset`` bool (B,)
+        restarts the marked rows from zeros before the step.
         """
         if self.config.bidirectional:
             raise ValueError("step: expected a unidirectional layer, but this one is bidirectional. "
@@ -274,6 +291,8 @@ class RecurrentLayer(TorchNames):
         if x.dim() != 2 or x.shape[1] != self.input_size:
             raise bad_argument("x", f"a 2-D tensor (B, {self.input_size}) for one step", x, "pass x[:, t]")
         hx = self._check_state(state, x.shape[0], x)
+        if reset is not None:
+            hx = restart(hx, check_step_reset(reset, x.shape[0], x.device), batch_dim=1)
         run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
         if self._plan(x, x.shape[0], False, True, None, step=True).fused:
             y, finals = run_fused(
@@ -336,9 +355,10 @@ class RecurrentLayer(TorchNames):
         return kind
 
     def _forward_generic(
-        self, x: Tensor, hx: tuple[Tensor, ...], mask: Tensor | None, bptt: BPTT | None, plan: Plan | None = None
+        self, x: Tensor, hx: tuple[Tensor, ...], mask: Tensor | None, bptt: BPTT | None, plan: Plan | None = None,
+        reset: Tensor | None = None,
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """x (T, B, F) time-major -> (y (T, B, D*H), finals (L*D, B, H) each)."""
+        """x (T, B, F) time-major -> (y (T, B, D*H), finals (L*D, B, H) each); ``reset`` (B, T) or None."""
         D = self.num_directions
         finals: list[list[Tensor]] = [[] for _ in self.state_names]
         inp = x if x.is_contiguous() else x.contiguous()  # (T, B, F), once for both directions
@@ -351,9 +371,13 @@ class RecurrentLayer(TorchNames):
                 xp = linear(inp, direction.input.weight, direction.input.bias).transpose(0, 1)  # one GEMM
                 init = {name: hx[i][k] for i, name in enumerate(self.state_names)}
                 scope = f"layer{index}.{'bwd' if d else 'fwd'}"
-                result = run_cell(direction.cell, {"inputs": xp}, init, {}, mask=mask, reverse=d == 1,
-                                  bptt=bptt, scope=scope, donate=True,
-                                  rebuild=_rebuild(inp, direction.input.weight, direction.input.bias), plan=plan)
+                if reset is not None:  # segments between resets (rnnkit.engine.reset); zeros restart
+                    result = run_cell_reset(run_cell, direction.cell, {"inputs": xp}, init, {}, reset, mask=mask,
+                                            reverse=d == 1, bptt=bptt, scope=scope, contexts={}, plan=plan)
+                else:
+                    result = run_cell(direction.cell, {"inputs": xp}, init, {}, mask=mask, reverse=d == 1,
+                                      bptt=bptt, scope=scope, donate=True,
+                                      rebuild=_rebuild(inp, direction.input.weight, direction.input.bias), plan=plan)
                 outs.append(result.outputs["h"].transpose(0, 1))  # (T, B, H)
                 for i, name in enumerate(self.state_names):
                     finals[i].append(result.final[name])

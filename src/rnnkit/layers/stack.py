@@ -43,8 +43,10 @@ class Stack(nn.Module):
 
     def forward(
         self, x: Tensor, states: Sequence[Any] | None = None, lengths: Tensor | Sequence[int] | None = None,
+        *, reset: Tensor | None = None,
     ) -> tuple[Tensor, list[Any]]:
-        """x (B, T, F) -> (y, [state of each layer])."""
+        """x (B, T, F) -> (y, [state of each layer]). ``reset`` (B,) or (B, T) bool restarts the
+        marked rows in every layer (``rnnkit.engine.reset``)."""
         if states is not None and len(states) != len(self.layers):
             raise bad_argument("states", f"one state per layer ({len(self.layers)})", f"{len(states)} states",
                                "pass the list returned by a previous call, or None")
@@ -54,7 +56,8 @@ class Stack(nn.Module):
         for index, layer in enumerate(self.layers):
             if index > 0 and self.dropout and self.training:
                 inp = F.dropout(inp, self.dropout, training=True)
-            y, state = layer(inp, None if states is None else states[index], lengths)
+            extra = {} if reset is None else {"reset": reset}
+            y, state = layer(inp, None if states is None else states[index], lengths, **extra)
             if self.residual and y.shape[-1] == inp.shape[-1]:
                 y = y + inp  # padded steps stay zero only if the input was zero there
             finals.append(state)

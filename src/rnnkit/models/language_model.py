@@ -64,21 +64,24 @@ class LanguageModel(nn.Module):
         if config.tie_weights:
             self.decoder.weight = self.embedding.weight
 
-    def forward(self, tokens: Tensor, state: object = None, lengths: Tensor | None = None) -> tuple[Tensor, object]:
-        """tokens (B, T) int64 -> (logits (B, T, V), state)."""
+    def forward(self, tokens: Tensor, state: object = None, lengths: Tensor | None = None, *,
+                reset: Tensor | None = None) -> tuple[Tensor, object]:
+        """tokens (B, T) int64 -> (logits (B, T, V), state). ``reset`` (B,) or (B, T) bool restarts
+        rows from zeros (``rnnkit.engine.reset``)."""
         if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype != torch.int64:
             raise bad_argument("tokens", "int64 token ids of shape (B, T)", tokens, "encode the text with the model's vocabulary")
         p = self.config.dropout if self.training else 0.0
         x = F.dropout(self.embedding(tokens), p, self.training)  # (B, T, E)
-        y, state = self.rnn(x, state, lengths)  # (B, T, H)
+        y, state = self.rnn(x, state, lengths, reset=reset)  # (B, T, H)
         y = F.dropout(y, p, self.training)
         if self.proj is not None:
             y = self.proj(y)  # (B, T, E)
         return self.decoder(y), state  # (B, T, V)
 
-    def step(self, tokens: Tensor, state: object = None) -> tuple[Tensor, object]:
-        """One token per sequence: tokens (B,) -> (logits (B, V), state). O(1) in the past length."""
-        logits, state = self(tokens.unsqueeze(1), state)  # (B, 1, V)
+    def step(self, tokens: Tensor, state: object = None, *, reset: Tensor | None = None) -> tuple[Tensor, object]:
+        """One token per sequence: tokens (B,) -> (logits (B, V), state). O(1) in the past length.
+        ``reset`` (B,) bool restarts the marked rows before the step."""
+        logits, state = self(tokens.unsqueeze(1), state, reset=reset)  # (B, 1, V)
         return logits[:, 0], state
 
     def generate(self, prompt: Any, config: Any = None, *, vocab: Any = None, constraint: Any = None,

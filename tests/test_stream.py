@@ -1,0 +1,91 @@
+"""``rnnkit.Stream``: the state carried between calls, detached, with per-row restarts."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.models import LanguageModel
+from rnnkit.models.language_model import LanguageModelConfig, RNNConfig
+
+
+def _close(a, b, tol=1e-6):
+    torch.testing.assert_close(a, b, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("engine", ["fused", "generic"])
+def test_chunks_equal_the_whole_sequence_and_the_gradient_stops_between_calls(engine):
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(3, 5, num_layers=2, engine=engine)
+    x = torch.randn(2, 13, 3, requires_grad=True)
+    stream = rnnkit.Stream(layer)
+    ys = [stream(x[:, a:a + 4]) for a in range(0, 13, 4)]
+    y, (h, c) = layer(x)
+    _close(torch.cat(ys, 1), y)
+    _close(stream.state[0], h)
+    assert not stream.state[0].requires_grad and not stream.state[1].requires_grad
+    ys[-1].sum().backward()
+    assert x.grad[:, :12].abs().max() == 0 and x.grad[:, 12:].abs().max() > 0  # truncated at the chunk
+
+
+def test_reset_rows_restart_while_the_others_carry_on():
+    torch.manual_seed(1)
+    layer = rnnkit.GRU(3, 4)
+    x = torch.randn(3, 10, 3)
+    stream = rnnkit.Stream(layer)
+    stream(x[:, :5])
+    stream.reset([2])
+    y = stream(x[:, 5:])
+    y_whole, _ = layer(x)
+    y_fresh, _ = layer(x[2:, 5:])
+    _close(y[:2], y_whole[:2, 5:])
+    _close(y[2:], y_fresh)
+    # the same through reset= in the call, a bool mask in reset(), and a (B, T) reset
+    stream.reset()
+    stream(x[:, :5])
+    _close(stream(x[:, 5:], reset=torch.tensor([False, False, True])), y)
+    stream.reset()
+    stream(x[:, :5])
+    stream.reset(torch.tensor([False, False, True]))
+    steps = torch.zeros(3, 5, dtype=torch.bool)
+    steps[0, 2] = True
+    y2 = stream(x[:, 5:], reset=steps)
+    _close(y2[2:], y_fresh)
+    _close(y2[:1, 2:], layer(x[:1, 7:])[0])
+
+
+def test_batch_size_change_is_refused_until_reset():
+    stream = rnnkit.Stream(rnnkit.RNN(2, 3))
+    stream(torch.randn(4, 3, 2))
+    with pytest.raises(ValueError, match=r"batch size 4.*stream\.reset\(\)"):
+        stream(torch.randn(5, 3, 2))
+    with pytest.raises(ValueError, match=r"rows"):
+        stream.reset([7])
+    stream.reset()
+    assert stream(torch.randn(5, 3, 2)).shape == (5, 3, 3)
+
+
+def test_state_follows_the_module_dtype_and_layout():
+    torch.manual_seed(2)
+    layer = rnnkit.GRU(2, 3, batch_first=False)
+    stream = rnnkit.Stream(layer)
+    x = torch.randn(6, 2, 2, dtype=torch.float64)  # (T, B, F)
+    stream(x[:3].float())
+    layer.double()
+    y = stream(x[3:])
+    assert y.dtype == torch.float64 and stream.state.dtype == torch.float64 and stream.batch_size == 2
+    _close(y, layer(x)[0][3:], 1e-5)
+
+
+def test_language_model_and_step_streams():
+    torch.manual_seed(3)
+    lm = LanguageModel(LanguageModelConfig(vocab_size=7, embedding_size=4, rnn=RNNConfig(cell="lstm", hidden_size=6)))
+    lm.eval()
+    tokens = torch.randint(0, 7, (2, 8))
+    stream = rnnkit.Stream(lm)
+    out = torch.cat([stream(tokens[:, :3]), stream(tokens[:, 3:], reset=torch.tensor([True, False]))], 1)
+    _close(out[1], lm(tokens)[0][1])
+    _close(out[0, 3:], lm(tokens[:1, 3:])[0][0])
+    steps = rnnkit.Stream(lm)
+    per = [steps.step(tokens[:, t], reset=torch.tensor([t == 3, False])) for t in range(8)]
+    _close(torch.stack(per, 1), out, 1e-5)
