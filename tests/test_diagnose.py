@@ -70,3 +70,62 @@ def test_diagnose_rejects_an_unknown_cell_with_one_line(capsys):
     assert main(["diagnose", "--cells", "elman,bogus"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--cells" in err and "bogus" in err
+
+
+# ---------------------------------------------------------------- rnnkit diagnose RUN
+import pytest  # noqa: E402
+
+import rnnkit  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def reber_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("diag") / "run"
+    assert main(["train", "--task", "embedded-reber", "--cell", "lstm", "--hidden", "8", "--steps", "6",
+                 "--eval-every", "3", "--eval-size", "20", "--no-plot", "--no-tensorboard", "--quiet",
+                 "--out", str(run)]) == 0
+    return run
+
+
+def test_diagnose_a_run_folder_measures_its_checkpoint(reber_run, tmp_path, capsys):
+    code = main(["diagnose", str(reber_run), "--sequences", "25", "--json", str(tmp_path / "flow.json")])
+    out = capsys.readouterr().out
+    assert code == 0 and "| lstm | checkpoint |" in out
+    result = json.loads((tmp_path / "flow.json").read_text())
+    assert result["config"]["task"] == "embedded-reber" and result["runs"][0]["steps"] == 6
+    oracle = gradient_flow(rnnkit.load(reber_run), "embedded-reber", sequences=25)  # tested against autograd above
+    curve = result["curves"][0]
+    assert curve["distance"] == list(oracle)
+    assert all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(curve["norm"], oracle.values()))
+    assert (reber_run / "diagnose" / "gradient_flow.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((reber_run / "diagnose" / "gradient_flow.json").read_text())["curves"] == result["curves"]
+    # --run and the checkpoint/ folder name the same run; --out moves the files
+    assert main(["diagnose", "--run", str(reber_run / "checkpoint"), "--sequences", "25", "--out",
+                 str(tmp_path / "o"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "o" / "gradient_flow.json").read_text())["curves"] == result["curves"]
+
+
+def test_diagnose_run_errors_are_one_clear_line(reber_run, tmp_path, capsys):
+    def err(*argv):
+        assert main(["diagnose", *argv]) == 2
+        text = capsys.readouterr().err.strip()
+        assert "\n" not in text and "Fix" in text
+        return text
+
+    assert "run folder" in err(str(tmp_path))  # an empty folder
+    assert "not a folder" in err(str(tmp_path / "missing"))
+    assert "--cells" in err(str(reber_run), "--cells", "elman")
+    sine = tmp_path / "sine"
+    assert main(["train", "--task", "sine", "--hidden", "4", "--steps", "2", "--eval-every", "2", "--eval-size", "8",
+                 "--no-plot", "--no-tensorboard", "--quiet", "--out", str(sine)]) == 0
+    text = err(str(sine))
+    assert "'sine'" in text and "embedded-reber" in text
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(reber_run / "checkpoint", broken)
+    weights = next(p for p in broken.iterdir() if p.suffix == ".safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert "SHA-256" in err(str(broken)) or "sha256" in err(str(broken)).lower()

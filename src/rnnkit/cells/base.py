@@ -217,9 +217,10 @@ class Recurrent(nn.Module):
             if name not in states0:
                 states0[name] = self.initial_state(name, B, batch)
         if reset is not None:
-            from rnnkit.engine.reset import check_step_reset
-
-            rows = check_step_reset(reset, B, batch.device)
+            if not isinstance(reset, Tensor) or reset.dtype != torch.bool or tuple(reset.shape) != (B,):
+                raise bad_argument("reset", f"a bool tensor (B,) = ({B},) for one step, True where a row restarts",
+                                   reset, "pass one flag per row, e.g. torch.tensor([True, False])")
+            rows = reset.to(batch.device)
             for name in self.states:
                 value = states0[name]
                 m = rows.view(-1, *([1] * (value.dim() - 1)))  # (B, 1, ...)
