@@ -12,10 +12,11 @@ from rnnkit._version import __version__
 from rnnkit.accelerate import accelerate
 from rnnkit.cells import Recurrent, Structured
 from rnnkit.checkpoint import CheckpointError, load, save
-from rnnkit.engine import BPTT, GradientTap
+from rnnkit.engine import BPTT, GradientTap, Regularisers
 from rnnkit.layers import GRU, LSTM, RNN, Bidirectional, Stack, Stream, from_torch
 
 __all__ = [
-    "BPTT", "Bidirectional", "CheckpointError", "GRU", "GradientTap", "LSTM", "RNN", "Recurrent", "Stack", "Stream", "Structured",
+    "BPTT", "Bidirectional", "CheckpointError", "GRU", "GradientTap", "LSTM", "RNN", "Recurrent", "Regularisers",
+    "Stack", "Stream", "Structured",
     "__version__", "cells", "engine", "from_torch", "accelerate", "init", "load", "models", "nn", "save",
 ]

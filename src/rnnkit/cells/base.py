@@ -153,6 +153,7 @@ class Recurrent(nn.Module):
         bptt: Any = None,
         engine: str = "auto",
         reset: Tensor | None = None,
+        regularisers: Any = None,
         **named: Tensor,
     ) -> Scan:
         """Run the cell over time and return all outputs and the final states.
@@ -161,6 +162,8 @@ class Recurrent(nn.Module):
         initial states and contexts may also be given by name. ``mask`` (B, T) bool or
         ``lengths`` (B,) int mark the real steps. ``bptt`` takes :class:`rnnkit.engine.BPTT`.
         ``reset`` bool (B,) or (B, T) restarts rows from the initial state (``rnnkit.engine.reset``).
+        ``regularisers`` takes an :class:`rnnkit.Regularisers` (dropout, zoneout, weight drop;
+        masks drawn in training mode).
         """
         from rnnkit.engine import scan as engine_scan
 
@@ -168,7 +171,7 @@ class Recurrent(nn.Module):
         return engine_scan(
             self, seqs, initial_states=states0, contexts=ctx, mask=mask, lengths=lengths,
             reverse=reverse, return_initial_states=return_initial_states, bptt=bptt,
-            engine=engine, reset=reset,
+            engine=engine, reset=reset, regularisers=regularisers,
         )
 
     def forward(
@@ -182,6 +185,7 @@ class Recurrent(nn.Module):
         bptt: Any = None,
         engine: str = "auto",
         reset: Tensor | None = None,
+        regularisers: Any = None,
         **named: Tensor,
     ) -> Tensor | tuple[Tensor, ...]:
         """Whole-sequence application: the declared outputs as (B, T, *shape) tensors.
@@ -200,7 +204,7 @@ class Recurrent(nn.Module):
         result = engine_scan(  # the call already ran the forward pre-hooks
             self, seqs, initial_states=states0, contexts=ctx, mask=mask, lengths=lengths,
             reverse=reverse, return_initial_states=return_initial_states, bptt=bptt,
-            engine=engine, run_hooks=False, reset=reset,
+            engine=engine, run_hooks=False, reset=reset, regularisers=regularisers,
         )
         outs = tuple(result.outputs[name] for name in self.output_names)
         return outs[0] if len(outs) == 1 else outs

@@ -22,11 +22,12 @@ from rnnkit.engine.hooks import run_pre_hooks
 from rnnkit.engine.structured import can_run_structured, scan_structured
 from rnnkit.engine.masks import flip_padded, lengths_to_mask, mask_to_lengths, resolve_mask
 from rnnkit.engine.reset import check_reset, run_cell_reset
+from rnnkit.engine.regularise import Masks, Regularisers, wrap_step
 from rnnkit.errors import bad_argument
 
 __all__ = [
-    "BPTT", "ENGINES", "GradientTap", "Plan", "Scan", "flip_padded", "lengths_to_mask", "make_plan",
-    "mask_to_lengths", "run_cell", "run_pre_hooks", "scan",
+    "BPTT", "ENGINES", "GradientTap", "Masks", "Plan", "Regularisers", "Scan", "flip_padded", "lengths_to_mask",
+    "make_plan", "mask_to_lengths", "run_cell", "run_pre_hooks", "scan",
 ]
 
 
@@ -45,12 +46,16 @@ def scan(
     scope: str = "",
     run_hooks: bool = True,
     reset: Tensor | None = None,
+    regularisers: Regularisers | Masks | None = None,
 ) -> Scan:
     """Validate the arguments and run ``cell`` over time. See :meth:`Recurrent.scan`.
 
     ``run_hooks`` runs the cell's forward pre-hooks first (``cell(...)`` has already run them).
     ``reset`` bool (B,) or (B, T) restarts rows from the cell's initial state
     (``rnnkit.engine.reset``).
+    ``regularisers``: a :class:`Regularisers` (masks drawn here from torch's RNG, in training
+    mode as ``cell.training`` says; input dropout acts on every input sequence) or already drawn
+    :class:`Masks`.
     """
     name = type(cell).__name__
     if run_hooks:
@@ -62,22 +67,37 @@ def scan(
     first = next(iter(sequences.values()))
     mask, _, _ = resolve_mask(mask, lengths, B, T, first.device)
     contexts = dict(contexts or {})
-    plan = _cell_plan(engine, cell, sequences, contexts, mask, bptt, scope or name)
+    masks, inside = None, None
+    if isinstance(regularisers, Regularisers):
+        sequences = {k: _drop_inputs(regularisers, v, cell.training) for k, v in sequences.items()}
+        masks, inside = regularisers.draw(cell, B, T, first, cell.training), regularisers.inside(cell.training)
+    elif isinstance(regularisers, Masks):
+        masks, inside = regularisers, ("regularisers" if regularisers.step_loop else None)
+    elif regularisers is not None:
+        raise bad_argument("regularisers", "None, an rnnkit.Regularisers or rnnkit.engine.Masks", regularisers,
+                           "pass regularisers=rnnkit.Regularisers(zoneout=0.1, ...)")
+    plan = _cell_plan(engine, cell, sequences, contexts, mask, bptt, scope or name, inside)
     states = _initial_states(cell, initial_states or {}, B, first)
     restarts = check_reset(reset, B, T, first.device)
     if restarts is not None:
         fresh = {n: cell.initial_state(n, B, first) for n in cell.states}
         return run_cell_reset(run_cell, cell, sequences, states, fresh, restarts, mask=mask, reverse=reverse,
                               return_initial_states=return_initial_states, bptt=bptt, scope=scope or name,
-                              contexts=contexts, plan=plan)
+                              contexts=contexts, plan=plan, regularise=masks)
     return run_cell(
         cell, sequences, states, contexts, mask=mask, reverse=reverse,
-        return_initial_states=return_initial_states, bptt=bptt, scope=scope or name, plan=plan,
+        return_initial_states=return_initial_states, bptt=bptt, scope=scope or name, plan=plan, regularise=masks,
     )
 
 
+def _drop_inputs(reg: Regularisers, seq: Tensor, training: bool) -> Tensor:
+    """Input dropout on one sequence (B, T, *): one mask per sequence, the same at every step."""
+    m = reg.input_mask(seq.shape[0], tuple(seq.shape[2:]), seq, training) if seq.is_floating_point() else None
+    return seq if m is None else seq * m.unsqueeze(1)  # (B, T, *)
+
+
 def _cell_plan(engine: str, cell: Recurrent, sequences: Mapping[str, Tensor], contexts: Mapping[str, Tensor],
-               mask: Tensor | None, bptt: BPTT | None, where: str) -> Plan:
+               mask: Tensor | None, bptt: BPTT | None, where: str, regularised: str | None = None) -> Plan:
     """The plan of a single-cell scan (the fused backend serves only rnnkit.RNN/LSTM/GRU layers)."""
     first = next(iter(sequences.values()))
     backward = torch.is_grad_enabled() and (any(s.requires_grad for s in sequences.values())
@@ -86,7 +106,7 @@ def _cell_plan(engine: str, cell: Recurrent, sequences: Mapping[str, Tensor], co
         engine, cell, why_not_fused="a single-cell scan (the fused backend serves rnnkit.RNN/LSTM/GRU layers)",
         dtype=first.dtype, device=first.device, batch=first.shape[0], lengths=mask is not None,
         backward=backward, plain_bptt=bptt is None or bptt.is_default,
-        structured=can_run_structured(cell, dict(contexts)), where=where,
+        structured=can_run_structured(cell, dict(contexts)), where=where, regularised=regularised,
     )
 
 
@@ -104,6 +124,7 @@ def run_cell(
     donate: bool = False,
     rebuild: Callable[[], Tensor] | None = None,
     plan: Plan | None = None,
+    regularise: Masks | None = None,
 ) -> Scan:
     """Run already-validated arguments on the generic backend (layers call this directly).
 
@@ -115,15 +136,22 @@ def run_cell(
     structured cells take the fast loop of ``rnnkit.engine.structured`` in the plan's loop form;
     any other cell, and an empty batch, runs step by step under autograd (``rnnkit.engine.generic``).
     Shapes as in :func:`scan`: sequences (B, T, *), states (B, *shape), mask (B, T); returns a ``Scan``.
+    ``regularise``: the call's drawn regulariser masks (:meth:`Regularisers.draw`), or None.
     """
     if plan is None:
-        plan = _cell_plan("generic", cell, sequences, contexts, mask, bptt, scope or type(cell).__name__)
+        inside = "regularisers" if regularise is not None and regularise.step_loop else None
+        plan = _cell_plan("generic", cell, sequences, contexts, mask, bptt, scope or type(cell).__name__, inside)
+    weight = None if regularise is None or regularise.weight is None else cell.weight * regularise.weight
     if plan.loop != "autograd" and can_run_structured(cell, contexts) and next(iter(sequences.values())).numel() > 0:
         return scan_structured(cell, sequences["inputs"], dict(states), mask, reverse, return_initial_states,
-                               bptt or BPTT(), scope, donate=donate, rebuild=rebuild, plan=plan)
+                               bptt or BPTT(), scope, donate=donate, rebuild=rebuild, plan=plan, weight=weight,
+                               reg=regularise)
+    first = next(iter(sequences.values()))
+    step = None if regularise is None else wrap_step(cell, regularise, first.shape[1], reverse, weight,
+                                                      getattr(cell, "bias", None))
     return scan_stepwise(
         cell, sequences, states, contexts, mask=mask, reverse=reverse,
-        return_initial_states=return_initial_states, bptt=bptt, scope=scope,
+        return_initial_states=return_initial_states, bptt=bptt, scope=scope, step=step,
     )
 
 

@@ -110,6 +110,7 @@ def make_plan(
     structured: bool = True,
     step: bool = False,
     where: str = "",
+    regularised: str | None = None,
 ) -> Plan:
     """Decide backend, loop form and dtype handling for one call. See the module docstring.
 
@@ -118,7 +119,9 @@ def make_plan(
     ``lengths``: some sequence is shorter than T. ``backward``: gradients will be taken.
     ``plain_bptt``: no truncation, per-step clipping or gradient taps. ``structured``: the
     structured loop can run the cell (one input sequence, outputs = states, no contexts).
-    ``step``: a single step of ``layer.step``.
+    ``step``: a single step of ``layer.step``. ``regularised``: what acts between the steps of
+    the recurrence (recurrent dropout, zoneout; ``Regularisers.inside``), or None; it keeps the
+    call off the whole-sequence C loop.
     """
     check_engine(engine)
     if engine == "fused" and why_not_fused is not None:
@@ -126,13 +129,13 @@ def make_plan(
     sig = (type(cell), bool(getattr(cell, "peepholes", False)), getattr(cell, "fused_kind", None) or "",
            getattr(cell, "hidden_size", 1) == 0, *(_compiles(cell, dtype, device) if structured else (None, None, False)))
     return _plan(engine, sig, why_not_fused, dtype, torch.device(device), batch, lengths, backward, plain_bptt,
-                 structured, step, where or type(cell).__name__)
+                 structured, step, where or type(cell).__name__, regularised)
 
 
 @lru_cache(maxsize=4096)
 def _plan(engine: str, sig: tuple, why_not_fused: str | None, dtype: torch.dtype, device: torch.device,
           batch: int, lengths: bool, backward: bool, plain_bptt: bool, structured: bool, step: bool,
-          where: str) -> Plan:
+          where: str, regularised: str | None = None) -> Plan:
     """make_plan's decision, cached: a call pays a dictionary lookup (the decode loop calls it per
     token). ``sig``: (cell type, peepholes, fused kind, empty cell), what the decision reads."""
     if engine == "generic":
@@ -148,7 +151,7 @@ def _plan(engine: str, sig: tuple, why_not_fused: str | None, dtype: torch.dtype
                     (("backend", why), ("loop", "PyTorch's multi-layer kernel runs the whole call"),
                      ("dtype", "the call's own")))
     else:
-        plan = _generic(engine, sig, dtype, device, batch, plain_bptt, structured, step, why)
+        plan = _generic(engine, sig, dtype, device, batch, plain_bptt, structured, step, why, regularised)
     _log_once(where, plan)
     return plan
 
@@ -172,7 +175,7 @@ def _auto(kind: str, dtype: torch.dtype, device: torch.device, batch: int, lengt
 
 
 def _generic(engine: str, sig: tuple, dtype: torch.dtype, device: torch.device, batch: int, plain_bptt: bool,
-             structured: bool, step: bool, why: str) -> Plan:
+             structured: bool, step: bool, why: str, regularised: str | None = None) -> Plan:
     if step:
         return Plan(engine, "generic-autograd", "step", dtype, dtype,
                     (("backend", why), ("loop", "one cell.step per layer, under autograd"),
@@ -201,11 +204,12 @@ def _generic(engine: str, sig: tuple, dtype: torch.dtype, device: torch.device, 
     if not has_c or compute not in (torch.float32, torch.float64) or device.type != "cpu":
         loop, loop_why = "eager", ("eager kernel: compiled C serves float32/float64 CPU calls with a C compiler "
                                    f"(this call: {dtype}, {device.type})")
-    elif plain_bptt and batch <= _max_native_batch():
+    elif plain_bptt and not regularised and batch <= _max_native_batch():
         loop, loop_why = "native", f"whole-sequence C loop (B = {batch} <= {_max_native_batch()}, plain BPTT)"
     elif _has_hybrid(sig):
         loop, loop_why = "hybrid", (f"hybrid: oneDNN per-step matmul + one C pointwise call (B = {batch}"
-                                    + ("" if plain_bptt else ", BPTT options") + ")")
+                                    + ("" if plain_bptt else ", BPTT options")
+                                    + (f"; {regularised} acts between steps" if regularised else "") + ")")
         if compute != dtype:
             dtype_why += "; the per-step matmuls run in bf16 with float32 accumulation"
     else:

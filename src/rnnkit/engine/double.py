@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.engine.generic import scan_stepwise
+from rnnkit.engine.regularise import wrap_step
 
 __all__ = ["recompute_backward"]
 
@@ -73,6 +74,9 @@ def recompute_backward(setup: Any, inputs: Sequence[Any], needs: Sequence[bool],
 
     def step(inputs: Tensor, **state: Tensor) -> Any:
         return cell.pointwise(inputs=inputs, hw=F.linear(state[rec], W, b), **state)
+
+    if setup.reg is not None:  # recurrent dropout / zoneout, as the forward applied them
+        step = wrap_step(cell, setup.reg, xp.shape[1], setup.reverse, W, b)
 
     def run() -> list[Tensor]:
         scan = scan_stepwise(cell, {"inputs": xp}, dict(zip(cell.states, states0)), {}, mask=mask,

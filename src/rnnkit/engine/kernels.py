@@ -45,6 +45,9 @@ SIGMOID_TANH_MIN = 1024  # B*H from which tanh goes through a sigmoid (fp32/bf16
 class Kernel:
     """Base: holds the buffers and the processing-order views; subclasses do the math."""
 
+    hmask: Tensor | None = None  # recurrent dropout (B, H), set by the driver: the matmul reads h * hmask
+    reads_after = False  # bwd(k) reads the states after step k (zoneout then keeps the unmixed ones)
+
     def __init__(self, cell: Structured, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
                  reverse: bool) -> None:
         self.cell, self.X, self.W, self.b, self.states, self.reverse = cell, X, W, b, states, reverse
@@ -72,6 +75,10 @@ class Kernel:
         """(T, B, H) time-ordered view of the state s after each step (the output sequence)."""
         buf = self.states[s]
         return buf[:-1] if self.reverse else buf[1:]
+
+    def mm_in(self, h: Tensor) -> Tensor:
+        """What the recurrent matmul reads for the state h: h, or h * hmask (recurrent dropout)."""
+        return h if self.hmask is None else h * self.hmask
 
     # ---------------------------------------------------------------- the math
     def fwd(self, k: int) -> None:
@@ -122,7 +129,7 @@ class ElmanKernel(Kernel):
 
     def fwd(self, k: int) -> None:
         out = self.h[k + 1]
-        torch.addmm(self.x[k], self.h[k], self.Wt, out=out)
+        torch.addmm(self.x[k], self.mm_in(self.h[k]), self.Wt, out=out)
         if self.act == "tanh":
             out.tanh_()
         elif self.act == "relu":
@@ -188,7 +195,7 @@ class LSTMKernel(Kernel):
 
     def fwd(self, k: int) -> None:
         g, c_prev, c = self.g[k], self.c[k], self.c[k + 1]
-        g.addmm_(self.h[k], self.Wt)  # pre-activations (B, 4H)
+        g.addmm_(self.mm_in(self.h[k]), self.Wt)  # pre-activations (B, 4H)
         if self.peep:
             self.i[k].addcmul_(self.pi, c_prev).sigmoid_()
             self.f[k].addcmul_(self.pf, c_prev).sigmoid_()
@@ -284,9 +291,9 @@ class GRUKernel(Kernel):
     def fwd(self, k: int) -> None:
         hw = self.hw[k]
         if self.b is not None:
-            torch.addmm(self.b, self.h[k], self.Wt, out=hw)
+            torch.addmm(self.b, self.mm_in(self.h[k]), self.Wt, out=hw)
         else:
-            torch.mm(self.h[k], self.Wt, out=hw)
+            torch.mm(self.mm_in(self.h[k]), self.Wt, out=hw)
         self.rz[k].add_(self.hwrz[k]).sigmoid_()
         n = self.n[k]
         n.addcmul_(self.r[k], self.hwn[k]).tanh_()
@@ -343,7 +350,7 @@ class AutogradKernel(Kernel):
         self.call = _Pointwise(cell)
 
     def fwd(self, k: int) -> None:
-        hw, h = self.hw[k], self.rows[self.rec][k]
+        hw, h = self.hw[k], self.mm_in(self.rows[self.rec][k])
         if self.b is not None:
             torch.addmm(self.b, h, self.Wt, out=hw)
         else:

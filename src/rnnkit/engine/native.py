@@ -231,6 +231,8 @@ class HybridLSTMKernel(Kernel):
     The Python driver keeps everything else (masks, taps, clipping, truncation), so this kernel
     serves every BPTT option. Gates stay in torch's (i, f, g, o) order."""
 
+    reads_after = True  # bwd recomputes tanh(c') from the state after the step
+
     def __init__(self, cell: LSTMCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
                  reverse: bool, mm_dtype: torch.dtype | None = None) -> None:
         if b is not None:
@@ -244,7 +246,7 @@ class HybridLSTMKernel(Kernel):
         self.mm = _StepMatmul(self.W, None, mm_dtype)
 
     def fwd(self, k: int) -> None:
-        hw = self.mm.forward(self.h[k])  # (B, 4H) float32
+        hw = self.mm.forward(self.mm_in(self.h[k]))  # (B, 4H) float32
         self.lib.lstm_pw_fwd(self.B, self.H, self.x[k], hw.data_ptr(), self.x[k], self.cp[k], self.cp[k + 1],
                              self.hp[k + 1])
 
@@ -299,7 +301,7 @@ class HybridGRUKernel(GRUKernel):
         self.mm = _StepMatmul(self.W, None if b is None else b.contiguous(), mm_dtype)
 
     def fwd(self, k: int) -> None:
-        hw = self.mm.forward(self.h[k])  # h W^T + b_hh, (B, 3H) float32
+        hw = self.mm.forward(self.mm_in(self.h[k]))  # h W^T + b_hh, (B, 3H) float32
         self.lib.gru_pw_fwd(self.B, self.H, self.xr[k], hw.data_ptr(), self.hwr[k], self.hp[k], self.hp[k + 1])
 
     def begin_backward(self, reuse: bool = False) -> None:

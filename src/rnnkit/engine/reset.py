@@ -213,9 +213,12 @@ def run_cell_reset(
         if entry is None:
             entry = state
         seg_bptt = inner if bptt.tap is None else replace(inner, tap=_ShiftedTap(bptt.tap, a))
+        extra = engine
+        if engine.get("regularise") is not None:  # the call's masks, zoneout's cut to this segment
+            extra = {**engine, "regularise": engine["regularise"].window(a, b)}  # type: ignore[attr-defined]
         result = run(cell, {k: v[:, a:b] for k, v in sequences.items()}, dict(zip(names, state)),
                      mask=None if mask is None else mask[:, a:b], reverse=reverse, bptt=seg_bptt, scope=scope,
-                     **engine)
+                     **extra)
         pieces.append(result.outputs)
         state = tuple(result.final[n] for n in names)
     if reverse:

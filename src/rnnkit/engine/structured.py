@@ -43,6 +43,7 @@ from rnnkit.engine.compiler.kernels import EagerKernel, SeqKernel, StepKernel, m
 from rnnkit.engine.compiler.trace import extra_params as pointwise_params
 from rnnkit.engine.kernels import AutogradKernel, Kernel, extra_params, make_kernel
 from rnnkit.engine.native import library, make_hybrid_kernel, make_native_kernel
+from rnnkit.engine.regularise import Masks
 
 __all__ = ["can_run_structured", "scan_structured"]
 
@@ -97,6 +98,8 @@ class _Setup:
         self.plan: Any = None  # rnnkit.engine.dispatch.Plan: the loop form to run (None: decide here)
         self.kernel: Kernel | None = None
         self.mm_dtype: torch.dtype | None = None  # bf16: a bf16 call's per-step matmuls (hybrid kernels)
+        self.reg: Masks | None = None  # regulariser masks (rnnkit.engine.regularise)
+        self.zl: list[Any] | None = None  # per state: zoneout/padding weights per step (_zone_weights)
 
 
 def _make_kernel(setup: _Setup, X: Tensor, W: Tensor, b: Tensor | None, bufs: list[Tensor],
@@ -105,7 +108,9 @@ def _make_kernel(setup: _Setup, X: Tensor, W: Tensor, b: Tensor | None, bufs: li
     serves): compiled code for a cell the compiler takes (whole-sequence C, per-step C between
     oneDNN matmuls, or eager torch ops), else the autograd kernel."""
     cell, loop = setup.cell, None if setup.plan is None else setup.plan.loop
-    if _legacy(cell):
+    if setup.reg is not None and setup.reg.step_loop and loop in (None, "native"):
+        loop = "hybrid"  # masks between steps: the per-step loop (the plan says so too)
+    if _legacy(cell) and not (setup.reg is not None and setup.reg.zoned and getattr(cell, "peepholes", False)):
         kernel = make_native_kernel(cell, X, W, b, bufs, setup.reverse, setup.bptt.is_default) \
             if loop in (None, "native") else None
         return kernel or (make_hybrid_kernel(cell, X, W, b, bufs, setup.reverse, setup.mm_dtype)
@@ -143,6 +148,21 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
         kernel.run_forward(None if m is None else m.squeeze(-1).float().contiguous())  # type: ignore[attr-defined]
         return kernel, m
     fwd = kernel.fwd
+    if setup.reg is not None:
+        if setup.reg.state is not None:
+            kernel.hmask = setup.reg.state.to(X.dtype)  # recurrent dropout: the matmul reads h * mask
+        setup.zl = _zone_weights(setup.reg, kernel, m, X.dtype)
+    if setup.zl is not None:  # zoneout: s' = s + a (s_new - s), a = 0 at padded steps
+        rows = [kernel.bounds(buf) for buf in bufs]
+        raw = _raw_rows(kernel, setup.zl, T)
+        for k in range(T):
+            fwd(k)
+            for r, w, u in zip(rows, setup.zl, raw):
+                if w is not None:
+                    if u is not None:
+                        u[k].copy_(r[k + 1])
+                    torch.lerp(r[k], r[k + 1], w[k], out=r[k + 1])
+        return kernel, m
     if m is None:
         for k in range(T):
             fwd(k)
@@ -154,6 +174,35 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
         for r in rows:  # padded step: the state carries over
             torch.where(ml[k], r[k + 1], r[k], out=r[k + 1])
     return kernel, m
+
+
+def _raw_rows(kernel: Kernel, zl: list[Any], T: int) -> list[Any]:
+    """Per zoned state of a kernel whose backward reads the states after each step, a list of T
+    rows (B, H) that keep the cell's own (unmixed) new values; None elsewhere."""
+    if not kernel.reads_after:
+        kernel.raw = [None] * len(zl)
+    else:
+        kernel.raw = [None if w is None else kernel.steps(buf.new_empty(T, *buf.shape[1:]))
+                      for w, buf in zip(zl, kernel.states)]
+        kernel.after = [kernel.bounds(buf)[1:] for buf in kernel.states]  # row k: the state after step k
+    return kernel.raw
+
+
+def _zone_weights(reg: Masks, kernel: Kernel, m: Tensor | None, dtype: torch.dtype) -> list[Any] | None:
+    """Per state, the weight of the new value at each step in processing order (zoneout's a,
+    times the padding mask), or None for a state that simply takes it; None when no zoneout."""
+    if not reg.zoned:
+        return None
+    out: list[Any] = []
+    for z in reg.zone:
+        if z is None:
+            w = None if m is None else m.to(dtype)  # (T, B, 1): the padding alone
+        elif isinstance(z, float):
+            w = [z] * len(kernel.X) if m is None else m.to(dtype) * z  # (T, B, 1)
+        else:
+            w = z.to(dtype) if m is None else z.to(dtype) * m  # (T, B, H)
+        out.append(w if w is None or isinstance(w, list) else kernel.steps(w))
+    return out
 
 
 def _outputs(kernel: Kernel, mask: Tensor | None) -> list[Tensor]:
@@ -213,6 +262,7 @@ class _StructuredScan(torch.autograd.Function):
             if bptt.truncate else None
         taps, clip = bptt.tap is not None, bptt.clip_value is not None or bptt.clip_norm is not None
         back_mm = kernel.back_mm
+        zl, hm = setup.zl, kernel.hmask
         for k in range(T - 1, -1, -1):
             for s in range(S):
                 if gyl[s] is not None:
@@ -223,19 +273,29 @@ class _StructuredScan(torch.autograd.Function):
                     bptt.tap._record(f"{setup.scope}/{name}", t, d[s])
             if clip:
                 d = [bptt.clip(x) for x in d]
-            if ml is not None:
+            if zl is not None:  # zoneout (and padding): the kept share passes to step k-1
+                skip = [None if w is None else d[s] * (1 - w[k]) for s, w in enumerate(zl)]
+                d = [x if w is None else x.mul_(w[k]) for x, w in zip(d, zl)]
+            elif ml is not None:
                 skip = [x * ~ml[k] for x in d]  # padded rows: the gradient passes to step k-1
                 d = [x.mul_(ml[k]) for x in d]
-            direct = kernel.bwd(k, d)
+            if zl is not None and kernel.reads_after:
+                direct = _bwd_unmixed(kernel, k, d)
+            else:
+                direct = kernel.bwd(k, d)
             prev = []
             for s in range(S):
-                if s == rec:
+                if s == rec and hm is not None:  # recurrent dropout: d(h) += (d(hw) W) * mask
+                    p = back_mm(k, dHW[k], None).mul_(hm)
+                    if direct[s] is not None:
+                        p.add_(direct[s])
+                elif s == rec:
                     p = back_mm(k, dHW[k], direct[s])
                 else:
                     p = direct[s] if direct[s] is not None else torch.zeros_like(d[s])
                 prev.append(p)
-            if ml is not None:
-                prev = [p.add_(sk) for p, sk in zip(prev, skip)]
+            if zl is not None or ml is not None:
+                prev = [p if sk is None else p.add_(sk) for p, sk in zip(prev, skip)]
             if cut is not None and bool(cut[k].any()):
                 keep = ~cut[k].unsqueeze(-1)
                 prev = [p.mul_(keep) for p in prev]
@@ -243,12 +303,29 @@ class _StructuredScan(torch.autograd.Function):
         return _finish(ctx, kernel, d, rec)
 
 
+def _bwd_unmixed(kernel: Kernel, k: int, d: list[Tensor]) -> list[Tensor | None]:
+    """kernel.bwd(k) with the cell's own new states in place of the zoned ones, restored after."""
+    swapped = []
+    for rows, raw in zip(kernel.after, kernel.raw):
+        if raw is not None:
+            after = rows[k]
+            swapped.append((after, after.clone()))
+            after.copy_(raw[k])
+    direct = kernel.bwd(k, d)
+    for after, kept in swapped:
+        after.copy_(kept)
+    return direct
+
+
 def _finish(ctx: Any, kernel: Kernel, d: list[Tensor], rec: int) -> tuple[Tensor | None, ...]:
     """The gradients that need the whole sequence: one GEMM for W over all T*B rows."""
     T, B = ctx.T, ctx.B
     G = kernel.W.shape[0]
     dHW_all = kernel.dHW.view(T * B, G)  # (T*B, G)
-    h_prev = kernel.previous(rec).reshape(T * B, -1)  # (T*B, H)
+    h_prev = kernel.previous(rec)  # (T, B, H)
+    if kernel.hmask is not None:
+        h_prev = h_prev * kernel.hmask  # recurrent dropout: the matmul read h * mask
+    h_prev = h_prev.reshape(T * B, -1)  # (T*B, H)
     dW = mm_tn(dHW_all, h_prev)  # (G, H), one GEMM over all T*B rows
     db = dHW_all.sum(0) if ctx.has_b else None
     dW, db, extra = kernel.finish_grads(dW, db)
@@ -284,12 +361,16 @@ def scan_structured(
     donate: bool = False,
     rebuild: Any = None,
     plan: Any = None,
+    weight: Tensor | None = None,
+    reg: Masks | None = None,
 ) -> Scan:
     """Run a structured cell over xp (B, T, G) with the fast loop. See the module docstring.
 
     ``donate=True`` lets the engine overwrite ``xp`` (layers pass their own projection);
     ``rebuild()`` then recomputes its values, for a double backward (``rnnkit.engine.double``).
     ``plan`` (``rnnkit.engine.dispatch.Plan``) fixes the loop form and the dtype handling.
+    ``weight`` replaces the recurrent matrix (a weight-dropped one); ``reg`` holds the call's
+    recurrent-dropout and zoneout masks (``rnnkit.engine.regularise``).
     """
     init = tuple(states0[name] for name in cell.states)
     named = extra_params(cell) if _legacy(cell) else pointwise_params(cell)
@@ -297,7 +378,7 @@ def scan_structured(
     if bptt.tap is not None:
         for name in cell.states:
             bptt.tap._start(f"{scope}/{name}", xp.shape[1])
-    W, b = cell.weight, cell.bias
+    W, b = cell.weight if weight is None else weight, cell.bias
     io_dtype = xp.dtype
     if _upcast(cell, xp) if plan is None else plan.compute_dtype != xp.dtype:
         # bfloat16 on CPU: eager bf16 ops are slow and the C loops are float32, so the recurrence
@@ -310,6 +391,7 @@ def scan_structured(
     setup = _Setup(cell, reverse, bptt, scope, donate, rebuild)
     setup.param_names = tuple(n for n, _ in named)
     setup.plan = plan
+    setup.reg = reg
     if io_dtype != xp.dtype:
         setup.mm_dtype = io_dtype
     needs_grad = torch.is_grad_enabled() and any(

@@ -2,7 +2,8 @@
 
 The positional order is torch.nn's, so ``rnnkit.LSTM(10, 20, 2, True)`` means ``bias=True`` as it
 does in torch; rnnkit's own options (``engine``, ``peepholes``, ``input_init``,
-``recurrent_init``) are keyword-only. The one default that differs from torch.nn is
+``recurrent_init`` and the regularisers ``input_dropout``, ``recurrent_dropout``, ``zoneout``,
+``weight_drop``, see ``rnnkit.Regularisers``) are keyword-only. The one default that differs from torch.nn is
 ``batch_first=True``; ``rnnkit.nn.RNN``/``LSTM``/``GRU`` take torch's ``False`` and torch's
 initialisation, for code written against torch.nn.
 
@@ -25,6 +26,11 @@ __all__ = ["GRU", "LSTM", "RNN"]
 Device = torch.device | str | None
 
 
+def _regularisers(input_dropout: float, recurrent_dropout: float, zoneout: float, weight_drop: float) -> dict:
+    return dict(input_dropout=input_dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout,
+                weight_drop=weight_drop)
+
+
 @register_model
 class RNN(RecurrentLayer):
     """Elman RNN layer; ``nonlinearity`` is "tanh", "relu" (both fused) or "identity" (generic)."""
@@ -35,10 +41,11 @@ class RNN(RecurrentLayer):
                  bias: bool = True, batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, device: Device = None, dtype: torch.dtype | None = None, *,
                  engine: str = "auto", input_init: Initializer | None = None,
-                 recurrent_init: Initializer | None = None) -> None:
+                 recurrent_init: Initializer | None = None, input_dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0, zoneout: float = 0.0, weight_drop: float = 0.0) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype, nonlinearity=nonlinearity, engine=engine, input_init=input_init,
-                         recurrent_init=recurrent_init)
+                         recurrent_init=recurrent_init, **_regularisers(input_dropout, recurrent_dropout, zoneout, weight_drop))
 
 
 @register_model
@@ -51,10 +58,11 @@ class LSTM(RecurrentLayer):
                  batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                  device: Device = None, dtype: torch.dtype | None = None, *, engine: str = "auto",
                  peepholes: bool = False, input_init: Initializer | None = None,
-                 recurrent_init: Initializer | None = None) -> None:
+                 recurrent_init: Initializer | None = None, input_dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0, zoneout: float = 0.0, weight_drop: float = 0.0) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype, engine=engine, peepholes=peepholes, input_init=input_init,
-                         recurrent_init=recurrent_init)
+                         recurrent_init=recurrent_init, **_regularisers(input_dropout, recurrent_dropout, zoneout, weight_drop))
 
 
 @register_model
@@ -66,6 +74,7 @@ class GRU(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = True, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                  device: Device = None, dtype: torch.dtype | None = None, *, engine: str = "auto",
-                 input_init: Initializer | None = None, recurrent_init: Initializer | None = None) -> None:
+                 input_init: Initializer | None = None, recurrent_init: Initializer | None = None, input_dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0, zoneout: float = 0.0, weight_drop: float = 0.0) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
-                         device, dtype, engine=engine, input_init=input_init, recurrent_init=recurrent_init)
+                         device, dtype, engine=engine, input_init=input_init, recurrent_init=recurrent_init, **_regularisers(input_dropout, recurrent_dropout, zoneout, weight_drop))

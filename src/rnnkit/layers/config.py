@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from rnnkit.cells import ACTIVATIONS
 from rnnkit.engine.dispatch import check_engine
+from rnnkit.engine.regularise import Regularisers
 from rnnkit.errors import bad_argument, describe
 
 __all__ = ["LayerConfig", "check_layer_args"]
@@ -39,6 +40,16 @@ class LayerConfig:
     engine: str = "auto"  # "auto" | "fused" | "generic"
     batch_first: bool = True  # True: x (B, T, F); False: x (T, B, F), torch.nn's default
     proj_size: int = 0  # LSTM only: 0, or the width P < H of a projected hidden state (torch's proj_size)
+    # Recurrent regularisers (rnnkit.Regularisers), 0 = off:
+    input_dropout: float = 0.0  # variational dropout on each layer's input, one mask per sequence
+    recurrent_dropout: float = 0.0  # variational dropout on the state feeding the recurrent matmul
+    zoneout: float = 0.0  # each state keeps its previous value with this probability (eval: expectation)
+    weight_drop: float = 0.0  # DropConnect on W_hh, one mask per forward call (AWD-LSTM)
+
+    @property
+    def regularisers(self) -> Regularisers:
+        """The layer's regularisers as an ``rnnkit.Regularisers``."""
+        return Regularisers(self.input_dropout, self.recurrent_dropout, self.zoneout, self.weight_drop)
 
 
 def _int(name: str, value: object, low: int, fix: str) -> int:
@@ -59,7 +70,8 @@ def _bool(name: str, value: object) -> bool:
 def check_layer_args(
     kind: str, input_size: object, hidden_size: object, *, num_layers: object, bias: object,
     batch_first: object, dropout: object, bidirectional: object, proj_size: object, nonlinearity: object,
-    peepholes: object, engine: object, warn_dropout: bool = False,
+    peepholes: object, engine: object, warn_dropout: bool = False, input_dropout: object = 0.0,
+    recurrent_dropout: object = 0.0, zoneout: object = 0.0, weight_drop: object = 0.0,
 ) -> LayerConfig:
     """Validate a layer's constructor arguments and return its config; ValueError on bad input.
 
@@ -85,9 +97,15 @@ def check_layer_args(
                            "use 'tanh' or 'relu' (fused) or 'identity' (generic engine)")
     if not isinstance(engine, str):
         raise bad_argument("engine", "one of 'auto', 'fused', 'generic'", describe(engine), "pass engine='auto'")
+    reg = Regularisers(input_dropout, recurrent_dropout, zoneout, weight_drop)  # type: ignore[arg-type]
+    if proj_size and (reg.recurrent_dropout or reg.weight_drop):
+        name = "recurrent_dropout" if reg.recurrent_dropout else "weight_drop"
+        raise bad_argument(name, "0 with proj_size (the projected LSTM has two recurrent matrices)",
+                           getattr(reg, name), "drop proj_size, or use zoneout / input_dropout")
     return LayerConfig(
         kind=kind, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
         bidirectional=_bool("bidirectional", bidirectional), dropout=float(dropout), bias=_bool("bias", bias),
         nonlinearity=nonlinearity, peepholes=_bool("peepholes", peepholes), engine=check_engine(engine),
-        batch_first=_bool("batch_first", batch_first), proj_size=proj_size,
+        batch_first=_bool("batch_first", batch_first), proj_size=proj_size, input_dropout=reg.input_dropout,
+        recurrent_dropout=reg.recurrent_dropout, zoneout=reg.zoneout, weight_drop=reg.weight_drop,
     )

@@ -40,6 +40,7 @@ from rnnkit.engine.reset import check_reset, check_step_reset, restart, run_cell
 from rnnkit.errors import bad_argument
 from rnnkit.init import Initializer, torch_default
 from rnnkit.layers.config import LayerConfig, check_layer_args
+from rnnkit.layers import regularised
 from rnnkit.layers.projected import ProjectedLSTMCell
 from rnnkit.layers.resets import fused_with_resets
 from rnnkit.layers.torch_names import TorchNames
@@ -89,14 +90,20 @@ class RecurrentLayer(TorchNames):
         peepholes: bool = False,  # LSTM only; runs on the generic engine
         input_init: Initializer | None = None,  # None: torch's U(-1/sqrt(H), 1/sqrt(H))
         recurrent_init: Initializer | None = None,  # None: orthogonal per gate block
+        input_dropout: float = 0.0,  # regularisers (rnnkit.Regularisers), training only unless said
+        recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,  # eval mode: the expectation
+        weight_drop: float = 0.0,
     ) -> None:
         super().__init__()
         rng = torch.get_rng_state() if self._torch_init else None  # torch.nn draws only in reset_parameters
         self.config = check_layer_args(
             self.kind, input_size, hidden_size, num_layers=num_layers, bias=bias, batch_first=batch_first,
             dropout=dropout, bidirectional=bidirectional, proj_size=proj_size, nonlinearity=nonlinearity,
-            peepholes=peepholes, engine=engine, warn_dropout=self._torch_init)
+            peepholes=peepholes, engine=engine, warn_dropout=self._torch_init, input_dropout=input_dropout,
+            recurrent_dropout=recurrent_dropout, zoneout=zoneout, weight_drop=weight_drop)
         cfg = self.config
+        self.regularisers = cfg.regularisers
         D = 2 if cfg.bidirectional else 1
         out = cfg.proj_size or cfg.hidden_size
         layers = []
@@ -149,6 +156,9 @@ class RecurrentLayer(TorchNames):
             kwargs["nonlinearity"] = c.nonlinearity
         if c.peepholes:
             kwargs["peepholes"] = True
+        for name in ("input_dropout", "recurrent_dropout", "zoneout", "weight_drop"):
+            if getattr(c, name):
+                kwargs[name] = getattr(c, name)
         return target(c.input_size, c.hidden_size, **kwargs)
 
     def directions(self) -> list[_Direction]:
@@ -175,6 +185,8 @@ class RecurrentLayer(TorchNames):
             if self.config.nonlinearity == "identity":
                 return "the identity activation, which the native RNN kernels do not implement"
             return "a cell configuration the native kernels do not implement"
+        if self.regularisers.active and regularised.why_not_fused(self) is not None:
+            return regularised.why_not_fused(self)
         if bptt is not None and not bptt.is_default:
             return "BPTT options (truncation, per-step clipping, gradient taps) that need the generic engine"
         if not prefix_mask:
@@ -231,13 +243,15 @@ class RecurrentLayer(TorchNames):
             restarts = restarts if bool(restarts[:, 1:].any()) else None
         run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
         plan = self._plan(x, B, _ragged(lens, T), prefix, bptt, step=False)
+        if plan.fused and self.regularisers.active:
+            x = regularised.drop_fused_input(self, x)  # input dropout: one mask per sequence
         if plan.fused and restarts is not None:
             y, finals = fused_with_resets(self, x, hx, lens, restarts)
         elif plan.fused:
             if lens is not None and (lens.numel() == 0 or int(lens.min()) == T):
                 lens = None  # every sequence is full: no packing needed
             y, finals = run_fused(
-                self.fused_kind, x, hx, self.flat_weights(), has_biases=self.config.bias,
+                self.fused_kind, x, hx, regularised.fused_weights(self), has_biases=self.config.bias,
                 num_layers=self.num_layers, dropout=self.config.dropout, training=self.training,
                 bidirectional=self.config.bidirectional, lengths=lens, zero_state=state is None, batch_first=bf,
             )
@@ -261,8 +275,10 @@ class RecurrentLayer(TorchNames):
         run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
         plan = self._plan(data, B, int(packed.batch_sizes[-1]) != B, True, bptt, step=False)
         if plan.fused:
+            if self.regularisers.active:
+                packed = regularised.drop_packed_input(self, packed)
             out, finals = run_fused_packed(
-                self.fused_kind, packed, hx, self.flat_weights(), has_biases=self.config.bias,
+                self.fused_kind, packed, hx, regularised.fused_weights(self), has_biases=self.config.bias,
                 num_layers=self.num_layers, dropout=self.config.dropout, training=self.training,
                 bidirectional=self.config.bidirectional, zero_state=state is None,
             )
@@ -291,6 +307,11 @@ class RecurrentLayer(TorchNames):
         if x.dim() != 2 or x.shape[1] != self.input_size:
             raise bad_argument("x", f"a 2-D tensor (B, {self.input_size}) for one step", x, "pass x[:, t]")
         hx = self._check_state(state, x.shape[0], x)
+        reg = self.regularisers
+        if self.training and reg.active and (reg.input_dropout or reg.recurrent_dropout or reg.weight_drop):
+            raise ValueError("step: expected eval mode for a layer with dropout regularisers (one mask per "
+                             "sequence), but it is in training mode. Fix: call the layer on the whole sequence "
+                             "to train, or layer.eval() to decode.")
         if reset is not None:
             hx = restart(hx, check_step_reset(reset, x.shape[0], x.device), batch_dim=1)
         run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
@@ -310,6 +331,10 @@ class RecurrentLayer(TorchNames):
                 cell = layer.fwd.cell
                 proj = layer.fwd.input  # not called: its pre-hooks ran above, once
                 out = cell.pack_outputs(cell.step(F.linear(y, proj.weight, proj.bias), *(h[index] for h in hx)))
+                if reg.zoneout:  # s' = a s_new + (1 - a) s; a ~ Bernoulli(1 - p) in training, 1 - p in eval
+                    a = 1.0 - reg.zoneout
+                    out = tuple(torch.lerp(h[index], o, torch.bernoulli(torch.full_like(o, a)) if self.training else a)
+                                for h, o in zip(hx, out))
                 for i in range(len(self.state_names)):
                     finals_list[i].append(out[i])
                 y = out[0]  # (B, H)
@@ -344,7 +369,7 @@ class RecurrentLayer(TorchNames):
             engine, cell, why_not_fused=why, dtype=x.dtype, device=x.device, batch=B, lengths=ragged,
             backward=torch.is_grad_enabled() and (x.requires_grad or cell.weight.requires_grad),
             plain_bptt=bptt is None or bptt.is_default, structured=isinstance(cell, Structured), step=step,
-            where=type(self).__name__,
+            where=type(self).__name__, regularised=self.regularisers.inside(self.training),
         )
 
     @property
@@ -362,7 +387,12 @@ class RecurrentLayer(TorchNames):
         D = self.num_directions
         finals: list[list[Tensor]] = [[] for _ in self.state_names]
         inp = x if x.is_contiguous() else x.contiguous()  # (T, B, F), once for both directions
+        T, B = inp.shape[0], inp.shape[1]
+        reg = self.regularisers if self.regularisers.active else None
         for index, layer in enumerate(self.layers):
+            m_in = None if reg is None else reg.input_mask(B, (inp.shape[2],), inp, self.training)
+            if m_in is not None:  # variational input dropout: one mask per sequence (B, F)
+                inp = inp * m_in  # (T, B, F)
             outs = []
             for d, direction in enumerate(layer.directions()):
                 k = index * D + d
@@ -371,13 +401,16 @@ class RecurrentLayer(TorchNames):
                 xp = linear(inp, direction.input.weight, direction.input.bias).transpose(0, 1)  # one GEMM
                 init = {name: hx[i][k] for i, name in enumerate(self.state_names)}
                 scope = f"layer{index}.{'bwd' if d else 'fwd'}"
+                masks = None if reg is None else reg.draw(direction.cell, B, T, inp, self.training)
                 if reset is not None:  # segments between resets (rnnkit.engine.reset); zeros restart
                     result = run_cell_reset(run_cell, direction.cell, {"inputs": xp}, init, {}, reset, mask=mask,
-                                            reverse=d == 1, bptt=bptt, scope=scope, contexts={}, plan=plan)
+                                            reverse=d == 1, bptt=bptt, scope=scope, contexts={}, plan=plan,
+                                            regularise=masks)
                 else:
                     result = run_cell(direction.cell, {"inputs": xp}, init, {}, mask=mask, reverse=d == 1,
                                       bptt=bptt, scope=scope, donate=True,
-                                      rebuild=_rebuild(inp, direction.input.weight, direction.input.bias), plan=plan)
+                                      rebuild=_rebuild(inp, direction.input.weight, direction.input.bias), plan=plan,
+                                      regularise=masks)
                 outs.append(result.outputs["h"].transpose(0, 1))  # (T, B, H)
                 for i, name in enumerate(self.state_names):
                     finals[i].append(result.final[name])
@@ -464,7 +497,8 @@ class RecurrentLayer(TorchNames):
         if self.kind == "rnn" and c.nonlinearity != "tanh":
             text += f", nonlinearity={c.nonlinearity!r}"
         for name, default in (("bias", True), ("dropout", 0.0), ("bidirectional", False), ("proj_size", 0),
-                              ("peepholes", False)):
+                              ("peepholes", False), ("input_dropout", 0.0), ("recurrent_dropout", 0.0),
+                              ("zoneout", 0.0), ("weight_drop", 0.0)):
             if getattr(c, name) != default:
                 text += f", {name}={getattr(c, name)}"
         return text + f", batch_first={c.batch_first}, engine={c.engine!r}"

@@ -21,6 +21,7 @@ from torch import Tensor
 from rnnkit.engine.fused import run_fused
 from rnnkit.engine.masks import flip_padded
 from rnnkit.engine.reset import flip_reset, restart, segment_starts
+from rnnkit.layers import regularised
 
 __all__ = ["fused_segments", "fused_with_resets"]
 
@@ -64,7 +65,7 @@ def fused_with_resets(layer, x: Tensor, hx: tuple[Tensor, ...], lengths: Tensor 
     """
     cfg = layer.config
     xb = x if cfg.batch_first else x.transpose(0, 1)  # (B, T, F)
-    weights = layer.flat_weights()
+    weights = regularised.fused_weights(layer)  # weight-dropped in training with weight_drop
     common = dict(has_biases=cfg.bias, training=layer.training)
     if not cfg.bidirectional:
         y, finals = fused_segments(layer.fused_kind, xb, hx, weights, num_layers=cfg.num_layers,

@@ -115,7 +115,7 @@ class StepKernel(CompiledKernel):
         self.g = self.cc.c("step_bwd", self.X.dtype)
 
     def fwd(self, k: int) -> None:
-        hw = self.mm.forward(self.h[k])  # (B, G)
+        hw = self.mm.forward(self.mm_in(self.h[k]))  # (B, G)
         self.f(self.T, self.B, self.H, int(self.reverse), k, _p(self.X), _p(hw), _p(self.HW), self.St, self.Pa)
 
     def begin_backward(self, reuse: bool = False) -> None:
@@ -143,7 +143,7 @@ class EagerKernel(CompiledKernel):
         self.h = self.rows[self.cc.rec]
 
     def fwd(self, k: int) -> None:
-        x, h = self.x[k], self.h[k]
+        x, h = self.x[k], self.mm_in(self.h[k])
         if self.hw is None:
             x.addmm_(h, self.Wt)
             hw = None
