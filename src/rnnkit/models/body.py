@@ -24,6 +24,11 @@ class RNNConfig:
     dropout: float = 0.0  # between stacked layers, training only
     nonlinearity: str = "tanh"  # Elman only: "tanh" | "relu" | "identity"
     engine: str = "auto"  # "auto" | "fused" | "generic"
+    # recurrent regularisers (rnnkit.Regularisers), 0 = off
+    input_dropout: float = 0.0  # variational dropout on each layer's input
+    recurrent_dropout: float = 0.0  # variational dropout on the state feeding the recurrent matmul
+    zoneout: float = 0.0  # each state keeps its previous value with this probability
+    weight_drop: float = 0.0  # DropConnect on W_hh (AWD-LSTM)
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -42,7 +47,9 @@ class RNNConfig:
 def build_rnn(config: RNNConfig, input_size: int) -> RecurrentLayer:
     """The rnnkit layer for ``config`` reading ``input_size`` features."""
     common = dict(num_layers=config.num_layers, bidirectional=config.bidirectional,
-                  dropout=config.dropout, engine=config.engine)
+                  dropout=config.dropout, engine=config.engine, input_dropout=config.input_dropout,
+                  recurrent_dropout=config.recurrent_dropout, zoneout=config.zoneout,
+                  weight_drop=config.weight_drop)
     if config.cell == "lstm":
         return LSTM(input_size, config.hidden_size, **common)
     if config.cell == "gru":

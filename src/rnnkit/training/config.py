@@ -66,6 +66,11 @@ class TrainConfig:
     bidirectional: bool = False  # only for tasks in BIDIRECTIONAL_TASKS
     dropout: float = 0.0  # between stacked layers; text: also on the embedding and on the top layer's output
     embedding_size: int = 128  # text: width of the character embedding
+    # text/words: recurrent regularisers (rnnkit.Regularisers), 0 = off
+    input_dropout: float = 0.0  # variational dropout on each layer's input, one mask per sequence
+    recurrent_dropout: float = 0.0  # variational dropout on the state feeding the recurrent matmul
+    zoneout: float = 0.0  # each state keeps its previous value with this probability (eval: expectation)
+    weight_drop: float = 0.0  # DropConnect on W_hh, one mask per forward call (AWD-LSTM)
     tie_weights: bool = False  # text: share the embedding and softmax matrices
     learn_initial_state: bool = False  # Reber: learn h0 as seed 001 does
     engine: str = "auto"  # "auto" (fused kernels where possible) | "fused" | "generic"
@@ -139,6 +144,14 @@ class TrainConfig:
         _number("momentum", self.momentum, low=0.0, high=1.0)
         _number("weight_decay", self.weight_decay, low=0.0)
         _number("dropout", self.dropout, low=0.0, high=1.0)
+        for name in ("input_dropout", "recurrent_dropout", "weight_drop"):
+            _number(name, getattr(self, name), low=0.0, high=1.0)
+        _number("zoneout", self.zoneout, low=0.0, high=1.0, high_closed=True)
+        used = [n for n in ("input_dropout", "recurrent_dropout", "zoneout", "weight_drop") if getattr(self, n)]
+        if used and self.task not in ("text", "words"):
+            flag = "--" + used[0].replace("_", "-")
+            raise bad_argument(used[0], f"0 for task {self.task!r} (the regularisers serve the language models)",
+                               getattr(self, used[0]), f"drop {flag}, or use --task text / words")
         _number("state_reset", self.state_reset, low=0.0, high=1.0)
         _number("min_lr_ratio", self.min_lr_ratio, low=0.0, high=1.0, high_closed=True)
         _number("val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True)

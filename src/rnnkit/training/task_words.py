@@ -82,7 +82,9 @@ class WordTask(Task):
     def build_model(self) -> nn.Module:
         c = self.config
         rnn = RNNConfig(cell=c.cell, hidden_size=c.hidden_size, num_layers=c.num_layers,
-                        dropout=c.dropout if c.num_layers > 1 else 0.0, engine=c.engine)
+                        dropout=c.dropout if c.num_layers > 1 else 0.0, engine=c.engine,
+                        input_dropout=c.input_dropout, recurrent_dropout=c.recurrent_dropout, zoneout=c.zoneout,
+                        weight_drop=c.weight_drop)
         return LanguageModel(LanguageModelConfig(vocab_size=len(self.vocab), embedding_size=c.embedding_size, rnn=rnn,
                                                  dropout=c.dropout, tie_weights=c.tie_weights))
 
