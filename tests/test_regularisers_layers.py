@@ -165,52 +165,57 @@ def test_dropconnect_gradient_flows_only_through_kept_weights(kind, engine, draw
     torch.testing.assert_close(g, W.grad, atol=1e-10, rtol=1e-10)
 
 
+def _masked_loop(layer, x, m_in, masks, reset=None):
+    """The layer's math written out per step with the drawn masks; ``reset`` (B, T) zeroes rows first."""
+    kind, H, batch = type(layer).__name__, layer.hidden_size, x.shape[0]
+    W = layer.weight_hh_l0
+    states = tuple(torch.zeros(batch, H, dtype=torch.float64) for _ in masks.zone)
+    out = []
+    Wd = W * masks.weight
+    xd = x * m_in.unsqueeze(1)
+    for t in range(x.shape[1]):
+        if reset is not None:
+            states = tuple(torch.where(reset[:, t:t + 1], torch.zeros_like(s), s) for s in states)
+        hd = states[0] * masks.state
+        gi = xd[:, t] @ layer.weight_ih_l0.t() + layer.bias_ih_l0
+        gh = hd @ Wd.t() + layer.bias_hh_l0
+        if kind == "LSTM":
+            i, f, g, o = (gi + gh).chunk(4, 1)
+            c = torch.sigmoid(f) * states[1] + torch.sigmoid(i) * torch.tanh(g)
+            new = (torch.sigmoid(o) * torch.tanh(c), c)
+        else:
+            ir, iz, in_ = gi.chunk(3, 1)
+            hr, hz, hn = gh.chunk(3, 1)
+            r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+            n = torch.tanh(in_ + r * hn)
+            new = ((1 - z) * n + z * states[0],)
+        states = tuple(a[t] * nv + (1 - a[t]) * s for nv, s, a in zip(new, states, masks.zone))
+        out.append(states[0])
+    return torch.stack(out, 1)
+
+
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
 @pytest.mark.parametrize("batch", [2, 8])
-def test_all_regularisers_layer_gradients_against_torch_cells(kind, batch, drawn):
+@pytest.mark.parametrize("with_reset", [False, True])
+def test_all_regularisers_layer_gradients_against_the_written_out_loop(kind, batch, with_reset, drawn):
     torch.manual_seed(0)
     layer = getattr(rnnkit, kind)(4, 5, engine="auto", input_dropout=0.2, recurrent_dropout=0.3, zoneout=0.2,
                                   weight_drop=0.4).double()
     x = torch.randn(batch, 7, 4, dtype=torch.float64, requires_grad=True)
-    y, _ = layer(x)
+    reset = None
+    if with_reset:  # row 0 restarts at step 3 (rnnkit's streaming resets)
+        reset = torch.zeros(batch, 7, dtype=torch.bool)
+        reset[0, 3] = True
+    y, _ = layer(x, reset=reset) if with_reset else layer(x)
     assert not layer.plan(x).fused
-    m_in, masks = drawn["input"][-1], drawn["masks"][-1]
-    cell = _torch_cells(layer)
-    params = [layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0]
-    W = layer.weight_hh_l0
-    H = layer.hidden_size
-
-    def ref_loop():
-        states = tuple(torch.zeros(batch, H, dtype=torch.float64) for _ in masks.zone)
-        out = []
-        Wd = W * masks.weight
-        xd = x * m_in.unsqueeze(1)
-        for t in range(x.shape[1]):
-            hd = states[0] * masks.state
-            gi = xd[:, t] @ layer.weight_ih_l0.t() + layer.bias_ih_l0
-            gh = hd @ Wd.t() + layer.bias_hh_l0
-            if kind == "LSTM":
-                i, f, g, o = (gi + gh).chunk(4, 1)
-                c = torch.sigmoid(f) * states[1] + torch.sigmoid(i) * torch.tanh(g)
-                new = (torch.sigmoid(o) * torch.tanh(c), c)
-            else:
-                ir, iz, in_ = gi.chunk(3, 1)
-                hr, hz, hn = gh.chunk(3, 1)
-                r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
-                n = torch.tanh(in_ + r * hn)
-                new = ((1 - z) * n + z * states[0],)
-            states = tuple(a[t] * nv + (1 - a[t]) * s for nv, s, a in zip(new, states, masks.zone))
-            out.append(states[0])
-        return torch.stack(out, 1)
-
-    ref = ref_loop()
+    ref = _masked_loop(layer, x, drawn["input"][-1], drawn["masks"][-1], reset)
     torch.testing.assert_close(y, ref, atol=1e-10, rtol=1e-10)
+    params = [layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0]
     probe = torch.randn_like(y)
     got = torch.autograd.grad(y, [x, *params], probe)
     want = torch.autograd.grad(ref, [x, *params], probe)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
-    del cell
 
 
 def test_packed_input_dropout_matches_padded_on_both_engines(drawn):
