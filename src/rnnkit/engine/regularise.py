@@ -117,7 +117,7 @@ class Regularisers:
         if self.zoneout:
             keep = 1.0 - self.zoneout
             masks.zone = tuple(
-                torch.bernoulli(like.new_full((steps, batch, *cell.state_shape(name)), keep)) if training else keep
+                like.new_empty((steps, batch, *cell.state_shape(name))).bernoulli_(keep) if training else keep
                 for name in cell.states)  # (T, B, *shape) in time order: 1 takes the new value
         masks.weight = self.weight_mask(cell.weight, training)
         return masks if masks.any else None
@@ -158,7 +158,7 @@ class Masks:
 
 def _bernoulli(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
     """A 0 / (1/(1-p)) mask from torch's RNG, in like's dtype and device."""
-    return torch.bernoulli(like.new_full(shape, 1.0 - p)).div_(1.0 - p)
+    return like.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
 
 
 def wrap_step(cell: Any, masks: Masks, steps: int, reverse: bool, weight: Tensor | None = None,

@@ -7,7 +7,7 @@ weight-dropped W_hh. Recurrent dropout, zoneout and input dropout above the firs
 ``why_not_fused`` give a reason, and ``auto`` then runs the generic engine.
 
     >>> import torch, rnnkit
-    >>> lstm = rnnkit.LSTM(4, 8, weight_drop=0.5)
+    >>> lstm = rnnkit.LSTM(4, 8, weight_drop=0.5, engine="fused")
     >>> lstm.plan(torch.randn(2, 3, 4)).backend            # DropConnect runs on the fused kernels too
     'fused'
     >>> print(rnnkit.LSTM(4, 8, zoneout=0.1, engine="auto").plan(torch.randn(2, 3, 4)).reason("backend"))
