@@ -183,3 +183,32 @@ def test_auto_equals_torch_nn_whatever_it_picks(kind):
     packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
     ref, _ = nn.utils.rnn.pad_packed_sequence(module(packed)[0], batch_first=True, total_length=6)
     torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("faster_bf16", ["fused", "generic"])
+def test_auto_under_cpu_bf16_autocast_reads_the_bfloat16_rows(faster_bf16):
+    """Under a CPU bf16 autocast the float32 input runs as bf16 (the fused kernel is autocast to bf16), so auto
+    must read the bfloat16 rows of the table, not the float32 ones (which had made text training 1.5x slower)."""
+    rows = {}
+    for dtype, faster in (("float32", "generic" if faster_bf16 == "fused" else "fused"), ("bfloat16", faster_bf16)):
+        for mode in ("fwd", "fwd+bwd"):
+            rows[f"gru|{dtype}|cpu|2-4|full|{mode}"] = {"fused_s": 1.0 if faster == "fused" else 2.0,
+                                                       "generic_s": 2.0 if faster == "fused" else 1.0, "size": "t"}
+    dispatch._plan.cache_clear()
+    layer = rnnkit.GRU(3, 4)
+    x = torch.randn(2, 5, 3)
+    try:
+        with mock.patch.object(costs, "load_table", return_value={"meta": {}, "rows": rows}):
+            plain = layer.plan(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                cast = layer.plan(x)
+                y, _ = layer(x)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+                off = layer.plan(x)
+    finally:
+        dispatch._plan.cache_clear()
+    assert cast.fused == (faster_bf16 == "fused") and "gru|bfloat16|cpu" in cast.reason("backend")
+    assert plain.fused != cast.fused and "gru|float32|cpu" in plain.reason("backend")
+    assert off.fused == plain.fused
+    assert plain.dtype == cast.dtype == torch.float32  # the call's own dtype is unchanged; only the lookup differs
+    assert torch.isfinite(y).all() and y.shape == (2, 5, 4)

@@ -111,6 +111,7 @@ def make_plan(
     step: bool = False,
     where: str = "",
     regularised: str | None = None,
+    cost_dtype: torch.dtype | None = None,
 ) -> Plan:
     """Decide backend, loop form and dtype handling for one call. See the module docstring.
 
@@ -122,6 +123,8 @@ def make_plan(
     ``step``: a single step of ``layer.step``. ``regularised``: what acts between the steps of
     the recurrence (recurrent dropout, zoneout; ``Regularisers.inside``), or None; it keeps the
     call off the whole-sequence C loop.
+    ``cost_dtype``: the dtype ``auto`` looks up in the cost table when it differs from ``dtype``
+    (a float32 call under a CPU bf16 autocast runs as bfloat16).
     """
     check_engine(engine)
     if engine == "fused" and why_not_fused is not None:
@@ -129,13 +132,15 @@ def make_plan(
     sig = (type(cell), bool(getattr(cell, "peepholes", False)), getattr(cell, "fused_kind", None) or "",
            getattr(cell, "hidden_size", 1) == 0, *(_compiles(cell, dtype, device) if structured else (None, None, False)))
     return _plan(engine, sig, why_not_fused, dtype, torch.device(device), batch, lengths, backward, plain_bptt,
-                 structured, step, where or type(cell).__name__, regularised)
+                 structured, step, where or type(cell).__name__, regularised,
+                 cost_dtype or dtype)
 
 
 @lru_cache(maxsize=4096)
 def _plan(engine: str, sig: tuple, why_not_fused: str | None, dtype: torch.dtype, device: torch.device,
           batch: int, lengths: bool, backward: bool, plain_bptt: bool, structured: bool, step: bool,
-          where: str, regularised: str | None = None) -> Plan:
+          where: str, regularised: str | None = None,
+          cost_dtype: torch.dtype | None = None) -> Plan:
     """make_plan's decision, cached: a call pays a dictionary lookup (the decode loop calls it per
     token). ``sig``: (cell type, peepholes, fused kind, empty cell), what the decision reads."""
     if engine == "generic":
@@ -145,7 +150,7 @@ def _plan(engine: str, sig: tuple, why_not_fused: str | None, dtype: torch.dtype
     elif engine == "fused":
         use_fused, why = True, "engine='fused' was requested"
     else:
-        use_fused, why = _auto(sig[2], dtype, device, batch, lengths, backward, step)
+        use_fused, why = _auto(sig[2], cost_dtype or dtype, device, batch, lengths, backward, step)
     if use_fused:
         plan = Plan(engine, "fused", "fused", dtype, dtype,
                     (("backend", why), ("loop", "PyTorch's multi-layer kernel runs the whole call"),

@@ -370,6 +370,7 @@ class RecurrentLayer(TorchNames):
             backward=torch.is_grad_enabled() and (x.requires_grad or cell.weight.requires_grad),
             plain_bptt=bptt is None or bptt.is_default, structured=isinstance(cell, Structured), step=step,
             where=type(self).__name__, regularised=self.regularisers.inside(self.training),
+            cost_dtype=_autocast_dtype(x),
         )
 
     @property
@@ -512,3 +513,12 @@ def _rebuild(inp: Tensor, weight: Tensor, bias: Tensor | None):  # type: ignore[
 def _ragged(lens: Tensor | None, T: int) -> bool:
     """Some sequence is shorter than T (``lens`` (B,) on the CPU, or None)."""
     return lens is not None and lens.numel() > 0 and int(lens.min()) < T
+
+
+def _autocast_dtype(x: Tensor) -> torch.dtype | None:
+    """The dtype a float32 ``x`` runs as under an enabled autocast on its device (the fused kernels are
+    autocast), else None; ``auto`` reads that dtype's rows of the cost table."""
+    kind = x.device.type
+    if x.dtype == torch.float32 and kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return None
