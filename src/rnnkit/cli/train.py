@@ -256,6 +256,11 @@ def run(args: argparse.Namespace) -> int:
         dist = setup(device=config.device)
         task = make_task(config, dist.rank, dist.world_size)
         trainer = Trainer(config, task=task, progress=not args.quiet, dist=dist, overwrite=args.overwrite)
+    from rnnkit.training.budget import describe_budget_choice
+
+    choice = describe_budget_choice(config)
+    if choice and resume is None and main_rank and not args.quiet:  # after the data has been read: no error follows
+        print(f"rnnkit train: {choice}", file=sys.stderr)
     with user_errors(FLAG_OF):
         result = trainer.fit(resume=resume)
     if dist.is_main:

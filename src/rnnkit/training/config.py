@@ -8,6 +8,10 @@ A config is built in three layers, each overriding the one before:
    own setup: hidden 10, plain SGD at lr 0.2, one word per step, a learned initial state);
 3. the caller's overrides (the CLI passes only the flags the user gave).
 
+A text run budgeted only by time and given no model field also takes the row of the budget table that
+suits its budget (``rnnkit.training.budget``: model size, dropout, warm-up, evaluation cadence), under
+the caller's own overrides; ``sized_for_budget`` records it.
+
 ``make_config`` does exactly that and names any unknown field, so a typo never passes silently.
 
 Example:
@@ -113,6 +117,8 @@ class TrainConfig:
     max_source_length: int = 200  # pairs: longer sources are an error
     vocab_size: int = 10_000  # words: the most frequent words kept (<unk>, <s>, </s> included)
     lm_unit: str = "sentences"  # words: train on padded "sentences" or on windows of a token "stream"
+    sized_for_budget: float | None = None  # text: the time budget (s) whose row of the budget table chose the model
+    # and schedule (see rnnkit.training.budget); None: the defaults were not chosen from a budget
     threads: int | None = None  # torch CPU threads; None: 1 for the small tasks, the free CPUs for text (see threads_for)
     out: str | None = None  # the run folder; None: runs/<task>
 
@@ -156,7 +162,7 @@ class TrainConfig:
         _number("min_lr_ratio", self.min_lr_ratio, low=0.0, high=1.0, high_closed=True)
         _number("val_fraction", self.val_fraction, low=0.0, high=1.0, low_open=True)
         _number("checkpoint_interval", self.checkpoint_interval, low=0.0)
-        for name in ("clip_norm", "epochs", "time_budget"):
+        for name in ("clip_norm", "epochs", "time_budget", "sized_for_budget"):
             if getattr(self, name) is not None:
                 _number(name, getattr(self, name), low=0.0, low_open=True)
         for name in ("bidirectional", "tie_weights", "learn_initial_state", "stop_when_solved", "plot", "tensorboard"):
@@ -280,6 +286,10 @@ def make_config(task: str = "embedded-reber", recipe: str = "modern",
         raise bad_argument("recipe", f"a recipe for task {task!r}", recipe,
                            f"recipe {recipe!r} is for {', '.join(_RECIPE_TASKS[recipe])}; drop --recipe")
     values: dict[str, Any] = {**TASK_DEFAULTS[task], **RECIPES[recipe], **dict(overrides or {})}
+    if "sized_for_budget" not in values:  # a time-only text run without model flags: sized for its budget
+        from rnnkit.training.budget import budget_defaults
+
+        values.update(budget_defaults(task, values, given=set(RECIPES[recipe]) | set(overrides or {})))
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - names)
     if unknown:

@@ -440,6 +440,10 @@ class Trainer:
             "parameters": sum(p.numel() for p in model.parameters()), "baseline": self._task.baseline(),
             "data": self._task.describe(), "run_dir": str(self.run_dir), "config": config_to_json(c),
         }
+        if c.sized_for_budget is not None:
+            from rnnkit.training.budget import describe_budget_choice
+
+            summary["budget_defaults"] = describe_budget_choice(c)
         if state.skipped_steps:
             summary["skipped_steps"] = state.skipped_steps
         if run.nonfinite:
