@@ -10,7 +10,8 @@ __all__ = ["console", "metrics_table", "print_summary"]
 
 _STOPPED = {"steps": "step budget reached", "epochs": "epoch budget reached", "time_budget": "time budget used up",
             "solved": "solved (stopped at the first evaluation that solved it)",
-            "patience": "no improvement for --patience evaluations", "diverged": "the loss became NaN or infinite",
+            "patience": "no improvement for --patience evaluations",
+            "diverged": "a loss or gradient became NaN or infinite",
             "interrupted": "interrupted (checkpoint written; continue with --resume)"}
 
 
@@ -39,6 +40,16 @@ def metrics_table(metrics: dict[str, Any], title: str = "held-out metrics") -> A
     return table
 
 
+def _stopped_line(summary: dict[str, Any]) -> str:
+    """Why the run stopped; a divergence names what was not finite (the loss, or which gradient) and where."""
+    stopped = summary["stopped"]
+    what = summary.get("nonfinite")
+    if stopped != "diverged" or not what:
+        return _STOPPED.get(stopped, stopped)
+    what = what if "the loss is" in what else f"{what} was not finite"
+    return f"{what}; stopped, the last good checkpoint is kept"
+
+
 def print_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> None:
     """Print what ran, how it ended, the metrics, and where the files are."""
     from rich.table import Table
@@ -55,13 +66,15 @@ def print_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> Non
         model += ", bidirectional"
     facts.add_row("task", f"{summary['task']}: {summary.get('data', '')}")
     facts.add_row("model", f"{model}, {summary['parameters']:,} parameters")
+    if summary.get("budget_defaults"):
+        facts.add_row("defaults", summary["budget_defaults"])
     optimizer = f"{config.get('optimizer')} lr {config.get('lr')}, batch {config.get('batch_size')}"
     facts.add_row("training", f"{optimizer}; {summary['steps']:,} steps, {summary['train_sequences']:,} sequences, "
                               f"{summary['train_tokens']:,} tokens, world size {summary['world_size']}")
     speed = summary.get("tokens_per_second")
     facts.add_row("time", f"{format_duration(summary['wall_seconds'])} wall, {format_duration(summary['train_seconds'])} "
                           f"training" + (f", {speed:,.0f} tokens/s" if speed else ""))
-    facts.add_row("stopped", _STOPPED.get(summary["stopped"], summary["stopped"]))
+    facts.add_row("stopped", _stopped_line(summary))
     if summary.get("solved") is not None:
         facts.add_row("solved", "yes" if summary["solved"] else "no")
     out.print(facts)
