@@ -1,9 +1,27 @@
 """rnnkit: recurrent neural networks on PyTorch.
 
-Write one step and get the whole sequence (``rnnkit.Recurrent``), or use the drop-in layers
-``rnnkit.RNN``/``LSTM``/``GRU``, which run on PyTorch's fused kernels where they can.
-``rnnkit.save``/``rnnkit.load`` store and rebuild the layers and the built-in models
-(``rnnkit.checkpoint``); importing rnnkit loads no training or generation code.
+Write one step and get the whole sequence, or use drop-in layers that run on PyTorch's fused
+kernels where they can. Importing rnnkit loads no training or generation code.
+
+Layers (batch-first; torch.nn's constructor and results):
+    ``RNN``, ``LSTM``, ``GRU``     multi-layer, bidirectional, ``engine="auto" | "fused" | "generic"``
+    ``Stack``, ``Bidirectional``   compose layers or cells; ``from_torch`` converts a torch.nn layer
+    ``rnnkit.nn``                  the same layers with torch.nn's defaults, for code written against it
+Your own cell:
+    ``Recurrent``, ``Structured``  write ``step`` (or ``pointwise``); the engine runs the sequence
+    ``rnnkit.cells``               the built-in cells (Elman, LSTM, GRU, LayerNorm-LSTM/GRU, ...)
+Training options: ``BPTT`` (truncation, clipping), ``GradientTap`` (per-step gradient norms),
+``accelerate`` (swap a model's torch.nn RNNs for rnnkit's). Saving: ``save``, ``load``, ``CheckpointError``
+(safetensors + JSON). Models: ``rnnkit.models``; initialisers: ``rnnkit.init``. Training, sampling
+and evaluation from the shell: the ``rnnkit`` command (``rnnkit train --help``).
+
+    >>> import torch, rnnkit
+    >>> y, (h, c) = rnnkit.LSTM(4, 8)(torch.randn(2, 5, 4))   # x (B, T, F)
+    >>> tuple(y.shape), tuple(h.shape)                         # (B, T, H), (L, B, H)
+    ((2, 5, 8), (1, 2, 8))
+
+``help(rnnkit.LSTM)`` (any layer) starts with the class's own documentation; the torch.nn.Module
+methods it inherits follow at the end.
 """
 from __future__ import annotations
 

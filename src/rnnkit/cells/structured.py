@@ -46,6 +46,7 @@ class Structured(Recurrent):
         bias_init: Initializer | None = None,  # None: zeros
         learn_initial_state: bool = False,  # False: zero initial states unless given
     ) -> None:
+        """Create the recurrent weight (G*H, H), orthogonal per gate block unless ``weight_init`` says otherwise."""
         super().__init__()
         if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size < 0:
             raise bad_argument("hidden_size", "an int >= 0 (0, as torch.nn.LSTMCell allows)", hidden_size,

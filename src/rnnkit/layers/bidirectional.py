@@ -38,6 +38,7 @@ class Bidirectional(nn.Module):
     """
 
     def __init__(self, forward_rnn: nn.Module, backward_rnn: nn.Module) -> None:
+        """Pair two cells or two layers of the same kind; see the class docstring."""
         super().__init__()
         if isinstance(forward_rnn, Recurrent) != isinstance(backward_rnn, Recurrent):
             raise bad_argument("backward_rnn", "the same kind as forward_rnn (two cells or two layers)",

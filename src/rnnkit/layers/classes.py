@@ -33,7 +33,16 @@ def _regularisers(input_dropout: float, recurrent_dropout: float, zoneout: float
 
 @register_model
 class RNN(RecurrentLayer):
-    """Elman RNN layer; ``nonlinearity`` is "tanh", "relu" (both fused) or "identity" (generic)."""
+    """Elman RNN layer, ``h_t = tanh(W x_t + U h_{t-1} + b)``: torch.nn.RNN's constructor and results, batch-first.
+
+    ``nonlinearity`` is "tanh", "relu" (both fused) or "identity" (generic); ``engine`` picks the
+    backend ("auto": the faster one measured here). Returns ``(y, h)``: y (B, T, D*H), h (L*D, B, H).
+
+        >>> import torch, rnnkit
+        >>> y, h = rnnkit.RNN(4, 8)(torch.randn(2, 5, 4))
+        >>> tuple(y.shape), tuple(h.shape)
+        ((2, 5, 8), (1, 2, 8))
+    """
 
     kind = "rnn"
 
@@ -43,6 +52,7 @@ class RNN(RecurrentLayer):
                  engine: str = "auto", input_init: Initializer | None = None,
                  recurrent_init: Initializer | None = None, input_dropout: float = 0.0,
                  recurrent_dropout: float = 0.0, zoneout: float = 0.0, weight_drop: float = 0.0) -> None:
+        """Build the layer: torch.nn's arguments in torch.nn's positional order; rnnkit's own options are keyword-only."""
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype, nonlinearity=nonlinearity, engine=engine, input_init=input_init,
                          recurrent_init=recurrent_init, **_regularisers(input_dropout, recurrent_dropout, zoneout, weight_drop))
@@ -50,7 +60,17 @@ class RNN(RecurrentLayer):
 
 @register_model
 class LSTM(RecurrentLayer):
-    """LSTM layer (gate order i, f, g, o); ``proj_size`` as in torch.nn; ``peepholes=True`` runs generic."""
+    """LSTM layer (gate order i, f, g, o): torch.nn.LSTM's constructor and results, batch-first by default.
+
+    ``proj_size`` as in torch.nn; ``peepholes=True`` adds peephole connections (generic engine);
+    ``engine`` picks the backend ("auto": the faster one measured here, "fused": torch's kernels,
+    "generic": rnnkit's compiled loops). Returns ``(y, (h, c))``: y (B, T, D*H), h and c (L*D, B, H).
+
+        >>> import torch, rnnkit
+        >>> y, (h, c) = rnnkit.LSTM(4, 8, num_layers=2)(torch.randn(2, 5, 4))
+        >>> tuple(y.shape), tuple(h.shape), tuple(c.shape)
+        ((2, 5, 8), (2, 2, 8), (2, 2, 8))
+    """
 
     kind = "lstm"
 
@@ -60,6 +80,7 @@ class LSTM(RecurrentLayer):
                  peepholes: bool = False, input_init: Initializer | None = None,
                  recurrent_init: Initializer | None = None, input_dropout: float = 0.0,
                  recurrent_dropout: float = 0.0, zoneout: float = 0.0, weight_drop: float = 0.0) -> None:
+        """Build the layer: torch.nn's arguments in torch.nn's positional order; rnnkit's own options are keyword-only."""
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype, engine=engine, peepholes=peepholes, input_init=input_init,
                          recurrent_init=recurrent_init, **_regularisers(input_dropout, recurrent_dropout, zoneout, weight_drop))
@@ -67,7 +88,16 @@ class LSTM(RecurrentLayer):
 
 @register_model
 class GRU(RecurrentLayer):
-    """GRU layer, reset-after variant (gate order r, z, n) as in cuDNN and torch.nn.GRU."""
+    """GRU layer, reset-after variant (gate order r, z, n) as in cuDNN and torch.nn.GRU, batch-first by default.
+
+    torch.nn.GRU's constructor and results; ``engine`` picks the backend ("auto": the faster one
+    measured here). Returns ``(y, h)``: y (B, T, D*H), h (L*D, B, H).
+
+        >>> import torch, rnnkit
+        >>> y, h = rnnkit.GRU(4, 8, bidirectional=True)(torch.randn(2, 5, 4))
+        >>> tuple(y.shape), tuple(h.shape)
+        ((2, 5, 16), (2, 2, 8))
+    """
 
     kind = "gru"
 
@@ -76,5 +106,6 @@ class GRU(RecurrentLayer):
                  device: Device = None, dtype: torch.dtype | None = None, *, engine: str = "auto",
                  input_init: Initializer | None = None, recurrent_init: Initializer | None = None, input_dropout: float = 0.0,
                  recurrent_dropout: float = 0.0, zoneout: float = 0.0, weight_drop: float = 0.0) -> None:
+        """Build the layer: torch.nn's arguments in torch.nn's positional order; rnnkit's own options are keyword-only."""
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype, engine=engine, input_init=input_init, recurrent_init=recurrent_init, **_regularisers(input_dropout, recurrent_dropout, zoneout, weight_drop))

@@ -31,6 +31,7 @@ class Stack(nn.Module):
 
     def __init__(self, layers: Sequence[nn.Module], *, residual: bool = False, skip: bool = False,
                  dropout: float = 0.0) -> None:
+        """Stack ``layers`` (each ``layer(x, state, lengths) -> (y, state)``); see the class docstring."""
         super().__init__()
         if len(layers) == 0:
             raise bad_argument("layers", "at least one layer", "an empty list", "pass the layers to stack")
