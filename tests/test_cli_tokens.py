@@ -65,3 +65,24 @@ def test_source_longer_than_the_maximum_is_a_one_line_cli_error(tmp_path, capsys
 def test_bad_choices_are_refused(tmp_path, capsys, flag: str, value: str) -> None:
     assert main(["train", "--task", "add", flag, value]) == 2
     assert f"argument {flag}: invalid choice: '{value}'" in capsys.readouterr().err
+
+
+def test_task_text_tokens_word_is_the_word_model_and_misuse_is_one_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The issue's spelling, ``--task text --tokens word``, is ``--task words``; ``--tokens char`` is ``--task text``."""
+    import argparse
+
+    from rnnkit.cli import build_parser, main
+    from rnnkit.cli.train import config_from_args
+
+    def config(*argv: str):  # type: ignore[no-untyped-def]
+        return config_from_args(build_parser().parse_args(["train", *argv]))[0]
+
+    assert config("--task", "text", "--tokens", "word").task == "words"
+    assert config("--tokens", "word").task == "words"
+    assert config("--task", "words", "--tokens", "word") == config("--task", "words")
+    assert config("--task", "text", "--tokens", "char") == config("--task", "text")
+    for bad in (["--task", "reber", "--tokens", "word"], ["--task", "words", "--tokens", "char"]):
+        code = main(["train", *bad, "--out", str(tmp_path / "x")])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Fix: drop --tokens" in err, err
+    assert isinstance(build_parser(), argparse.ArgumentParser)

@@ -70,15 +70,20 @@ def run_tokens(args: argparse.Namespace, ckpt: Any, kind: str, out: TextIO) -> d
         target_vocab = TokenVocab.from_json(ckpt.vocab["target"])
         tokens = tokenize(args.prompt, level)
         unknown = [t for t in tokens if t not in source_vocab.index]
-        ids = torch.tensor([source_vocab.encode(tokens)])  # (1, S)
+        from rnnkit.training.tasks import model_device
+
+        device = model_device(model)  # --device
+        ids = torch.tensor([source_vocab.encode(tokens)], device=device)  # (1, S)
+        length = torch.tensor([ids.shape[1]], device=device)  # (1,)
         with user_errors(_FLAGS):
-            result = model.translate(ids, torch.tensor([ids.shape[1]]), max_length=args.length or 100,
+            result = model.translate(ids, length, max_length=args.length or 100,
                                      beam=args.beam, length_penalty=args.length_penalty)
         text = detokenize(target_vocab.decode(result[0]), level)
         target = result[0] + [model.config.eos_id]
         with torch.no_grad():
-            logits, _ = model(ids, torch.tensor([ids.shape[1]]), torch.tensor([[model.config.bos_id] + target[:-1]]))
-        logprob = float(torch.log_softmax(logits[0].double(), -1).gather(1, torch.tensor(target)[:, None]).sum())
+            logits, _ = model(ids, length, torch.tensor([[model.config.bos_id] + target[:-1]], device=device))
+        picked = torch.tensor(target, device=device)[:, None]  # (T, 1)
+        logprob = float(torch.log_softmax(logits[0].double(), -1).gather(1, picked).sum())
         out.write(text + "\n")
         if unknown:
             out.write(f"({len(unknown)} unknown source token(s) read as <unk>: {' '.join(unknown[:5])})\n")

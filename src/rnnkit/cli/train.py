@@ -33,6 +33,7 @@ EXAMPLES = """examples:
   rnnkit train --recipe seed001 --cell elman     # seed 001's setup: hidden 10, SGD lr 0.2, one word per step
   rnnkit train --task text --data tinyshakespeare.txt --time-budget 10m --out runs/shakespeare
   rnnkit train --task copy --seq-len 100 --cell gru --steps 3000
+  rnnkit train --task text --tokens word         # a word-level language model (the same as --task words)
   rnnkit train --task translate --attention bahdanau   # French number words -> English (num2words)
   rnnkit train --task reverse --seq-len 30 --attention none
   rnnkit train --resume runs/shakespeare                    # finish an interrupted run's own budget
@@ -123,6 +124,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                                    epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=TASKS, default=argparse.SUPPRESS,
                         help="what to learn (default: embedded-reber)")
+    parser.add_argument("--tokens", choices=("char", "word"), default=argparse.SUPPRESS,
+                        help="text: model characters (default) or words; --task text --tokens word is --task words")
     parser.add_argument("--recipe", choices=tuple(RECIPES), default=argparse.SUPPRESS,
                         help="a named set of defaults: modern (default) or seed001 (Reber only)")
     for flags, dest, kwargs in _FLAGS:
@@ -157,6 +160,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[Any, Path | None]:
     from rnnkit.training.config import make_config
     from rnnkit.training.run_state import RESUMABLE_FIELDS, config_from_metadata, resolve_resume
 
+    _tokens_to_task(args)
     overrides = _given(args)
     if overrides.get("data") is not None and Path(overrides["data"]).exists():
         overrides["data"] = str(Path(overrides["data"]).resolve())  # eval and --resume work from any folder
@@ -189,6 +193,21 @@ def config_from_args(args: argparse.Namespace) -> tuple[Any, Path | None]:
                                         if "time_budget" in more else None)
             overrides["epochs"] = step / per_epoch + more["epochs"] if per_epoch else None
         return dataclasses.replace(saved, out=out, **overrides), checkpoint
+
+
+def _tokens_to_task(args: argparse.Namespace) -> None:
+    """``--tokens word`` with ``--task text`` (or no task) is the word-level language model, ``--task words``."""
+    tokens = getattr(args, "tokens", None)
+    if tokens is None:
+        return
+    if args.resume is not None:
+        raise CLIError("--tokens: a resumed run keeps its own task, but --tokens was given. Fix: drop --tokens")
+    task = getattr(args, "task", None)
+    wanted = {"char": "text", "word": "words"}[tokens]
+    if task not in (None, "text", wanted):
+        raise CLIError(f"--tokens: expected it only with --task text, but --task {task} was given. "
+                       f"Fix: drop --tokens, or use --task text --tokens {tokens}")
+    args.task = wanted
 
 
 def _steps_per_epoch(config: Any) -> int | None:

@@ -58,7 +58,7 @@ def resolve_device(spec: str | torch.device | None = "auto", local_rank: int = 0
 
 
 def to_device(value: Any, device: torch.device) -> Any:
-    """``value`` (a tensor, a tuple/list of them, a dataclass of them such as a Batch, or None) on ``device``."""
+    """``value`` (a tensor, a tuple/list of them, a dataclass of them such as a Batch, nested, or None) on ``device``."""
     if value is None:
         return None
     if isinstance(value, torch.Tensor):
@@ -67,6 +67,11 @@ def to_device(value: Any, device: torch.device) -> Any:
         return type(value)(to_device(v, device) for v in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         changes = {f.name: to_device(getattr(value, f.name), device) for f in dataclasses.fields(value)
-                   if isinstance(getattr(value, f.name), (torch.Tensor, tuple, list))}
+                   if isinstance(getattr(value, f.name), (torch.Tensor, tuple, list))
+                   or _is_instance_of_dataclass(getattr(value, f.name))}  # e.g. a PairBatch's padded pairs
         return dataclasses.replace(value, **changes) if changes else value
     return value
+
+
+def _is_instance_of_dataclass(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)

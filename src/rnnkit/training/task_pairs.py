@@ -36,7 +36,8 @@ from rnnkit.data.pair_tasks import PairSource
 from rnnkit.data.pairs import EncodedPairs, TokenVocab, detokenize, encode_pairs, read_tsv, tokenize
 from rnnkit.models import RNNConfig, Seq2Seq, Seq2SeqConfig
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.tasks import EVAL_SEED, SOLVED, Batch, Task, step_seed, unwrap
+from rnnkit.training.device import to_device
+from rnnkit.training.tasks import EVAL_SEED, SOLVED, Batch, Task, model_device, step_seed, unwrap
 
 __all__ = ["PairBatch", "PairTask", "corpus_scores", "require_sacrebleu"]
 
@@ -140,7 +141,7 @@ class PairTask(Task):
         out: list[list[int]] = []
         max_length = int(data.target_lengths.max()) + 10
         for start in range(0, len(data), chunk):
-            index = torch.arange(start, min(start + chunk, len(data)))
+            index = torch.arange(start, min(start + chunk, len(data)), device=data.source.device)
             out += net.translate(data.source[index], data.source_lengths[index], max_length=max_length, beam=beam)
         return out
 
@@ -155,9 +156,10 @@ class PairTask(Task):
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            data = self.held
+            data = to_device(self.held, model_device(net))  # the model's device (--device)
             logits, _ = net(data.source, data.source_lengths, data.target_in, data.target_lengths)
-            mask = torch.arange(data.target_out.shape[1]) < data.target_lengths.unsqueeze(1)  # (N, T)
+            mask = torch.arange(data.target_out.shape[1], device=data.target_out.device) < \
+                data.target_lengths.unsqueeze(1)  # (N, T)
             val_loss = float(net.loss(logits, data.target_out, mask))
             hyps = self.texts(self.decode(net, data, beam=beam))
         net.train(was_training)

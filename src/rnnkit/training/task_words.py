@@ -36,7 +36,8 @@ from rnnkit.data.pairs import TokenVocab
 from rnnkit.data.words import encode_sentences, ngram_perplexities, sentences
 from rnnkit.models import LanguageModel, LanguageModelConfig, RNNConfig
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.tasks import Batch, Task, step_seed, unwrap
+from rnnkit.training.device import to_device
+from rnnkit.training.tasks import Batch, Task, model_device, step_seed, unwrap
 
 __all__ = ["WordTask"]
 
@@ -105,7 +106,7 @@ class WordTask(Task):
         total, count = 0.0, 0
         with torch.no_grad():
             for start in range(0, len(self.held), EVAL_BATCH):
-                inputs, targets, mask = _pad(self.held[start: start + EVAL_BATCH])
+                inputs, targets, mask = to_device(_pad(self.held[start: start + EVAL_BATCH]), model_device(net))
                 logits, _ = net(inputs)  # (B, T, V)
                 nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                       reduction="none")
