@@ -19,7 +19,7 @@ Two kinds of run, each in its own process (run each under the exclusive CPU lock
 Usage:
     python benchmarks/bench_lm_budget.py --kind rnnkit --budget 2m --json r2.json --png docs/img/lm_2m.png
     python benchmarks/bench_lm_budget.py --kind plain --budget 10m --marks 2m,5m,10m --json plain.json
-    python benchmarks/bench_lm_budget.py --quick     # both kinds for 2 s on a small generated text (smoke test)
+    python benchmarks/bench_lm_budget.py --quick     # both kinds for 1 s on a small generated text (smoke test)
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class PlainLSTM(nn.Module):
 
 
 def plain_run(text_path: Path | None, text: str | None, budget: float, marks: list[float], seed: int = 0,
-              batch: int = 32, bptt: int = 128, lr: float = 2e-3) -> dict:
+              batch: int = 32, bptt: int = 128, lr: float = 2e-3, hidden: int = 256) -> dict:
     """Train the plain loop for ``budget`` seconds of training time; val_loss at each mark (seconds)."""
     from rnnkit.data import CharCorpus
     from rnnkit.training.task_text import stream_loss
@@ -64,7 +64,7 @@ def plain_run(text_path: Path | None, text: str | None, budget: float, marks: li
     random.seed(seed)
     corpus = CharCorpus.from_path(text_path) if text is None else CharCorpus.from_string(text)
     train, val = corpus.split(0.1)
-    model = PlainLSTM(len(corpus.vocab))
+    model = PlainLSTM(len(corpus.vocab), hidden=hidden)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     per_row = (len(train) - 1) // batch
     chunks = per_row // bptt
@@ -96,7 +96,7 @@ def plain_run(text_path: Path | None, text: str | None, budget: float, marks: li
                          "eval_seconds": round(time.perf_counter() - started, 3)})
             print(f"plain LSTM at {mark:g}s of training: step {step:,}, {tokens / 1e6:.2f} M characters, "
                   f"train {rows[-1]['train_loss']:.4f}, val_loss {val_loss:.4f}", flush=True)
-    return {"kind": "plain", "model": "embedding 128, torch.nn.LSTM 2 x 256, fp32, Adam 2e-3, clip 1, batch 32 x 128, "
+    return {"kind": "plain", "model": f"embedding 128, torch.nn.LSTM 2 x {hidden}, fp32, Adam 2e-3, clip 1, batch 32 x 128, "
             "state carried", "parameters": sum(p.numel() for p in model.parameters()), "data": corpus.source,
             "tokens_per_second": tokens / clock, "threads": torch.get_num_threads(), "marks": rows}
 
@@ -143,21 +143,21 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the text (default ../shared/data/...)")
     parser.add_argument("--png", type=Path, default=None, help="rnnkit: copy the run's curve.png here")
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
-    parser.add_argument("--quick", action="store_true", help="both kinds for 2 s on a small generated text")
+    parser.add_argument("--quick", action="store_true", help="both kinds for 1 s on a small generated text")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.quick:
         rng = random.Random(0)
         words = ["to", "be", "or", "not", "that", "is", "the", "question", "whether", "tis", "nobler"]
-        text = "\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(2500))  # ~70k characters
+        text = "\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(1200))  # ~35k characters
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "quick.txt"
             path.write_text(text, encoding="utf-8")
-            results = [rnnkit_run(path, "2s", False, None, ["--threads", "2"]),
-                       plain_run(path, None, 2.0, [1.0, 2.0])]
+            results = [rnnkit_run(path, "1s", False, None, ["--threads", "2"]),
+                       plain_run(path, None, 1.0, [0.5, 1.0], hidden=32)]
         for r in results:
             assert all(v == v for v in ([r["val_loss"]] if "val_loss" in r else [m["val_loss"] for m in r["marks"]]))
-        print(f"quick: rnnkit val_loss {results[0]['val_loss']:.3f} ({results[0]['choice']}); plain at 2 s "
+        print(f"quick: rnnkit val_loss {results[0]['val_loss']:.3f} ({results[0]['choice']}); plain at 1 s "
               f"{results[1]['marks'][-1]['val_loss']:.3f} (smoke test only)")
     else:
         if not args.data.exists():

@@ -6,6 +6,7 @@ kernels where they can. Importing rnnkit loads no training or generation code.
 Layers (batch-first; torch.nn's constructor and results):
     ``RNN``, ``LSTM``, ``GRU``     multi-layer, bidirectional, ``engine="auto" | "fused" | "generic"``
     ``Stack``, ``Bidirectional``   compose layers or cells; ``from_torch`` converts a torch.nn layer
+    ``Stream``                     carry a layer's state across calls, chunk after chunk (``reset=``)
     ``rnnkit.nn``                  the same layers with torch.nn's defaults, for code written against it
 Your own cell:
     ``Recurrent``, ``Structured``  write ``step`` (or ``pointwise``); the engine runs the sequence

@@ -245,7 +245,8 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "embedded-reber": dict(lr=3e-2),
     "reber": dict(lr=3e-2),
     # sized for throughput on a CPU: 2 x 384 in bf16 (on CPUs with native bf16) sees ~20 epochs of Tiny
-    # Shakespeare in 10 minutes on 2 cores, which beat 2 x 512 in fp32 (7 epochs, val 1.60) at equal time
+    # Shakespeare in 10 minutes on 2 cores, which beat 2 x 512 in fp32 (7 epochs, val 1.60) at equal time. A
+    # time-only run without model flags takes its budget's row of rnnkit.training.budget.LM_BUDGET_TABLE instead
     "text": dict(hidden_size=384, num_layers=2, dropout=0.2, embedding_size=128, lr=3e-3, clip_norm=1.0,
                  warmup_steps=100, decay="cosine", min_lr_ratio=0.05, batch_size=64, bptt=128, steps=None,
                  time_budget=300.0, eval_every=250, stop_when_solved=False, precision="auto", state_reset=0.05),
