@@ -11,7 +11,8 @@ Layers (batch-first; torch.nn's constructor and results):
 Your own cell:
     ``Recurrent``, ``Structured``  write ``step`` (or ``pointwise``); the engine runs the sequence
     ``rnnkit.cells``               the built-in cells (Elman, LSTM, GRU, LayerNorm-LSTM/GRU, ...)
-Training options: ``BPTT`` (truncation, clipping), ``GradientTap`` (per-step gradient norms),
+Training options: ``BPTT`` (truncation, clipping), ``GradientTap`` (per-step gradient norms), ``Regularisers``
+(variational dropout, zoneout, DropConnect),
 ``accelerate`` (swap a model's torch.nn RNNs for rnnkit's). Saving: ``save``, ``load``, ``CheckpointError``
 (safetensors + JSON). Models: ``rnnkit.models``; initialisers: ``rnnkit.init``. Training, sampling
 and evaluation from the shell: the ``rnnkit`` command (``rnnkit train --help``).
