@@ -66,6 +66,10 @@ class Kernel:
         rows = list(buf.unbind(0))
         return rows[::-1] if self.reverse else rows
 
+    def last(self, buf: Tensor) -> Tensor:
+        """The final state in a (T+1, ...) state buffer (``bounds(buf)[-1]`` without T+1 views)."""
+        return buf[0] if self.reverse else buf[-1]
+
     def previous(self, s: int) -> Tensor:
         """(T, B, H) time-ordered view of the state s each step started from."""
         buf = self.states[s]

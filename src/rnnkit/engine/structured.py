@@ -225,7 +225,7 @@ class _StructuredScan(torch.autograd.Function):
         ctx.setup, ctx.m, ctx.n_params, ctx.has_b = setup, m, len(params), b is not None
         ctx.T, ctx.B = xp.shape[1], xp.shape[0]
         ctx.inputs = (setup, xp, W, b, mask, n_states, *rest)  # for a double backward only
-        finals = [rows[-1].clone() for rows in (kernel.bounds(buf) for buf in kernel.states)]  # (B, H)
+        finals = [kernel.last(buf).clone() for buf in kernel.states]  # (B, H)
         return (*_outputs(kernel, mask), *finals)
 
     @staticmethod
@@ -404,7 +404,7 @@ def scan_structured(
             with torch.no_grad():
                 kernel, _ = _run_forward(setup, xp, W.detach(), None if b is None else b.detach(), mask, init,
                                             tuple(p.detach() for p in params))
-            outs = _outputs(kernel, mask) + [rows[-1] for rows in (kernel.bounds(buf) for buf in kernel.states)]
+            outs = _outputs(kernel, mask) + [kernel.last(buf) for buf in kernel.states]
     if io_dtype != xp.dtype:
         outs = [o.to(io_dtype) for o in outs]
         init = tuple(s.to(io_dtype) for s in init)

@@ -18,7 +18,7 @@ do not only add x and hw), states (T+1, B, H), D/DHW the gradients, M (T, B) 1/0
 """
 from __future__ import annotations
 
-from rnnkit.engine.compiler.ir import Graph
+from rnnkit.engine.compiler.ir import Graph, Node
 from rnnkit.engine.compiler.ops import c_expr
 
 __all__ = ["PRELUDE", "unit_source"]
@@ -100,11 +100,13 @@ def _closure(g: Graph, roots: list[int]) -> list[int]:
     return sorted(seen)
 
 
-def _body(g: Graph, T: str, load: dict[str, object], store: object) -> list[str]:
-    """Statements of a row function: staged loops (see the module docstring)."""
-    live = g.live()
+def _body(g: Graph, T: str, load: dict[str, object], store: object, extra: dict | None = None) -> list[str]:
+    """Statements of a row function: staged loops (see the module docstring). ``extra``: more
+    stores (key -> node) besides the graph's outputs."""
+    outputs = {**g.outputs, **(extra or {})}
+    live = g.live(list(outputs.values()))
     level = _levels(g, live)
-    final = max((level[n] for n in g.outputs.values()), default=0)
+    final = max((level[n] for n in outputs.values()), default=0)
     name = lambda n: c_expr(g, n, name, T) if g.nodes[n].op in ("const", "count") else f"v{n}"  # noqa: E731
     lines: list[str] = []
     rows = [n for n in live if g.nodes[n].row and g.nodes[n].op not in ("const", "count")]
@@ -116,7 +118,7 @@ def _body(g: Graph, T: str, load: dict[str, object], store: object) -> list[str]
         acc = [n for n in sums if level[n] == m + 1]
         roots = [a for n in acc for a in g.nodes[n].args]
         if m == final:
-            roots += list(g.outputs.values())
+            roots += list(outputs.values())
         cols = _closure(g, roots)
         for n in acc:
             lines.append(f"{T} v{n} = 0;")
@@ -134,7 +136,7 @@ def _body(g: Graph, T: str, load: dict[str, object], store: object) -> list[str]
         for n in acc:
             lines.append(f"    v{n} += {' + '.join(name(a) for a in g.nodes[n].args)};")
         if m == final:
-            for key, n in g.outputs.items():
+            for key, n in outputs.items():
                 lines.append("    " + store(key, name(n)))  # type: ignore[operator]
         lines.append("}")
     return lines
@@ -158,11 +160,24 @@ def _unit(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, s
     }
     f_store = lambda key, v: (f"sn{key[1]}[j] = real ? {v} : sp{key[1]}[j];" if key[0] == "s"  # noqa: E731
                               else f"x[{key[1]} * H + j] = {v};")
-    pro = f"    if (hw) for (long j = 0; j < {G} * H; ++j) x[j] += hw[j];\n" if summed else ""
-    fwd_fn = (f"static __attribute__((noinline)) void {unit}_row_fwd_{sfx}(long H, {T} *x, const {T} *hw, {T} *const *sp, "
-              f"{T} *const *sn, const {T} *const *P, int real) {{\n"
-              f"    (void)hw; (void)P;\n" + pro + "".join(f"    {p}\n" for p in ptrs)
-              + "".join(f"    {ln}\n" for ln in _body(fwd, T, f_load, f_store)) + "}\n")
+    def row_fwd(name: str, load: dict, extra: dict | None) -> str:
+        return (f"static __attribute__((noinline)) void {unit}_{name}_{sfx}(long H, {T} *x, const {T} *hw, "
+                f"{T} *const *sp, {T} *const *sn, const {T} *const *P, int real) {{\n"
+                f"    (void)hw; (void)P;\n" + "".join(f"    {p}\n" for p in ptrs)
+                + "".join(f"    {ln}\n" for ln in _body(fwd, T, load, f_store, extra)) + "}\n")
+
+    fwd_fn = row_fwd("row_fwd", f_load, None)
+    if summed:
+        # The per-step (hybrid) form of a summed cell reads z = x + hw in its loop and stores z
+        # over the input blocks the forward does not overwrite with an activation, where the
+        # backward reads it: no separate x += hw pass.
+        h_load = {**f_load, "z": lambda b: f"(x[{b} * H + j] + hw[{b} * H + j])"}
+        keep = {}
+        for b in range(G):
+            z = fwd.index.get(Node("z", (), (b,), False))
+            if z is not None and ("a", b) not in fwd.outputs:
+                keep[("a", b)] = z
+        fwd_fn += row_fwd("row_fwdh", h_load, keep)
     bptrs = [f"{T} *const sp{i} = sp[{i}]; {T} *const ds{i} = ds[{i}]; const {T} *const gy{i} = gy ? gy[{i}] : NULL;"
              for i in range(S)]
     bptrs += [f"const {T} *const p{i} = P[{i}]; {T} *const dp{i} = dP[{i}];" for i in range(P)]
@@ -228,7 +243,7 @@ void {unit}_step_fwd_{sfx}(long T, long B, long H, int rev, long k, {T} *X, cons
     {"" if summed else f"if (HW + t * B * G != hw) memcpy(HW + t * B * G, hw, sizeof({T}) * B * G);"}
     for (long b = 0; b < B; ++b) {{
         for (int i = 0; i < {S}; ++i) {{ sp[i] = St[i] + (sb * B + b) * H; sn[i] = St[i] + (sa * B + b) * H; }}
-        {unit}_row_fwd_{sfx}(H, X + (t * B + b) * G, hw + b * G, sp, sn, P, 1);
+        {unit}_row_fwd{"h" if summed else ""}_{sfx}(H, X + (t * B + b) * G, hw + b * G, sp, sn, P, 1);
     }}
 }}
 void {unit}_step_bwd_{sfx}(long T, long B, long H, int rev, long k, {T} *X, {T} *HW, {T} *const *St,

@@ -113,6 +113,10 @@ class StepKernel(CompiledKernel):
         self.St, self.Pa = _arr(self.states), _arr(self.P)
         self.f = self.cc.c("step_fwd", self.X.dtype)
         self.g = self.cc.c("step_bwd", self.X.dtype)
+        bwd = self.cc.bwd
+        # states whose direct gradient (not through the matmul) is the constant 0: returned as
+        # None, so the driver adds nothing (the LSTM's h: d(h_{t-1}) comes only through W)
+        self.direct = [bwd.value(bwd.outputs[("ds", i)]) != 0.0 for i in range(len(self.states))]
 
     def fwd(self, k: int) -> None:
         hw = self.mm.forward(self.mm_in(self.h[k]))  # (B, G)
@@ -127,7 +131,7 @@ class StepKernel(CompiledKernel):
         d = [x if x.is_contiguous() else x.contiguous() for x in d]
         self.g(self.T, self.B, self.H, int(self.reverse), k, _p(self.X), _p(self.HW), self.St, self.Pa, _arr(d),
                _p(self.D), self.dHWp, self.dPa)
-        return d  # type: ignore[return-value]
+        return [x if keep else None for x, keep in zip(d, self.direct)]
 
     def back_mm(self, k: int, dHW: Tensor, direct: Tensor | None) -> Tensor:
         p = self.mm.backward(dHW)  # d(hw) W, (B, H)
