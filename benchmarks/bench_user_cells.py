@@ -12,7 +12,7 @@ Calls are interleaved round-robin; medians of --repeats calls after one warm-up 
 
 Usage:
     python benchmarks/bench_user_cells.py [--repeats 3] [--regimes latency,middle,throughput]
-        [--threads 2] [--legacy] [--json PATH]
+        [--threads 2] [--legacy] [--json PATH] [--quick]
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import rnnkit
 import rnnkit.engine.structured as structured
 
 REGIMES = {"latency": (1, 1024, 64, 128), "middle": (32, 256, 128, 256), "throughput": (16, 256, 768, 768)}
+QUICK = {"latency": (1, 48, 8, 16), "middle": (4, 24, 8, 16), "throughput": (3, 16, 24, 24)}  # every path, tiny
 
 
 class UserLSTM(rnnkit.Structured):
@@ -156,12 +157,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--legacy", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: checks every path runs")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     structured.LEGACY = False  # built-ins compiled too
     results: dict = {}
+    sizes, repeats = (QUICK, 1) if args.quick else (REGIMES, args.repeats)
     for regime in args.regimes.split(","):
-        B, T, I, H = REGIMES[regime]  # noqa: E741
+        B, T, I, H = sizes[regime]  # noqa: E741
         torch.manual_seed(0)
         x = torch.randn(B, T, I)
         builtin = rnnkit.LSTM(I, H, engine="generic")
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
         times: dict[str, list[float]] = {k: [] for k in calls}
         for run in calls.values():
             run()  # warm-up: compiles, caches
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for k, run in calls.items():
                 t = time.perf_counter()
                 run()

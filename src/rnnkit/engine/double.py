@@ -61,7 +61,8 @@ def recompute_backward(setup: Any, inputs: Sequence[Any], needs: Sequence[bool],
     _, xp, W, b, mask, n_states, *rest = inputs
     states0, params = rest[:n_states], rest[n_states:]
     cell = setup.cell
-    if setup.donate and xp.transpose(0, 1).is_contiguous():  # the kernel wrote over xp
+    if setup.donate and (xp.transpose(0, 1).is_contiguous() or setup.kernel.X.data_ptr() == xp.data_ptr()):
+        # the kernel wrote over xp (time-major, or batch-major read in place)
         if setup.rebuild is None:
             raise RuntimeError(
                 "double backward: expected the values of the donated input projection, but the "

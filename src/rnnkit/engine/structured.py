@@ -129,12 +129,28 @@ def _make_kernel(setup: _Setup, X: Tensor, W: Tensor, b: Tensor | None, bufs: li
     return make_compiled_kernel(*args, setup.bptt.is_default, setup.mm_dtype)
 
 
+def _reads_batch_major(setup: _Setup, xp: Tensor) -> bool:
+    """True when this call's kernel is compiled C that can read X in xp's own batch-first layout
+    (xp contiguous (B, T, G)), so neither a transposing copy nor, for a donated xp, any copy is
+    made; d(xp) then comes back batch-first and contiguous too."""
+    if not xp.is_contiguous() or xp.transpose(0, 1).is_contiguous() or _legacy(setup.cell):
+        return False
+    loop = None if setup.plan is None else setup.plan.loop
+    if loop not in (None, "native", "hybrid") or xp.device.type != "cpu":
+        return False
+    cc = compile_cell(setup.cell, xp.dtype, xp.device)
+    return cc is not None and cc.c("fwd_seq", xp.dtype) is not None
+
+
 def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: Tensor | None,
                  states0: tuple[Tensor, ...], params: tuple[Tensor, ...]) -> tuple[Kernel, Tensor | None]:
     """Fill the kernel's buffers; returns it and the time-major mask (T, B, 1) or None."""
     B, T = xp.shape[0], xp.shape[1]
     X = xp.transpose(0, 1)  # (T, B, G)
-    if not (setup.donate and X.is_contiguous()):
+    if _reads_batch_major(setup, xp):  # the C kernels walk a batch-first (B, T, G) buffer in place
+        if not setup.donate:
+            X = xp.clone().transpose(0, 1)  # a plain copy, not a transposing one: the kernel writes into X
+    elif not (setup.donate and X.is_contiguous()):
         X = X.clone(memory_format=torch.contiguous_format)  # the kernel writes into X
     first = T if setup.reverse else 0
     bufs = []
@@ -321,11 +337,15 @@ def _finish(ctx: Any, kernel: Kernel, d: list[Tensor], rec: int) -> tuple[Tensor
     """The gradients that need the whole sequence: one GEMM for W over all T*B rows."""
     T, B = ctx.T, ctx.B
     G = kernel.W.shape[0]
-    dHW_all = kernel.dHW.view(T * B, G)  # (T*B, G)
     h_prev = kernel.previous(rec)  # (T, B, H)
     if kernel.hmask is not None:
         h_prev = h_prev * kernel.hmask  # recurrent dropout: the matmul read h * mask
-    h_prev = h_prev.reshape(T * B, -1)  # (T*B, H)
+    if kernel.dHW.is_contiguous():  # time-major
+        dHW_all = kernel.dHW.view(T * B, G)  # (T*B, G)
+        h_prev = h_prev.reshape(T * B, -1)  # (T*B, H)
+    else:  # batch-major (_reads_batch_major): the rows in (b, t) order, the narrow h_prev copied
+        dHW_all = kernel.dHW.transpose(0, 1).reshape(B * T, G)  # (B*T, G), a view
+        h_prev = h_prev.transpose(0, 1).reshape(B * T, -1)  # (B*T, H)
     dW = mm_tn(dHW_all, h_prev)  # (G, H), one GEMM over all T*B rows
     db = dHW_all.sum(0) if ctx.has_b else None
     dW, db, extra = kernel.finish_grads(dW, db)

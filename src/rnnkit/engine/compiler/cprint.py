@@ -14,7 +14,9 @@ For each compiled cell (a *unit*, named ``c<digest>``) and each of float32 and f
   the caller runs on oneDNN (the hybrid path; masks and BPTT options stay in Python).
 
 Buffers are the engine's (``rnnkit.engine.structured``): X (T, B, G), HW (T, B, G) (cells that
-do not only add x and hw), states (T+1, B, H), D/DHW the gradients, M (T, B) 1/0 masks.
+do not only add x and hw), states (T+1, B, H), D/DHW the gradients, M (T, B) 1/0 masks. X, HW,
+D and DHW are time-major in memory, or batch-major (flags bit 1): a batch-first projection that
+the engine reads in place instead of transposing it.
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ PRELUDE = r"""
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+/* flags: bit 0 runs backwards in time; bit 1 says X, HW, D and DHW are batch-major (B, T, G) in
+ * memory (the engine's time-major (T, B, G) view of a batch-first projection), else time-major. */
+#define LAYOUT const int rev = flags & 1; const long sT = flags & 2 ? G : B * G, sB = flags & 2 ? T * G : G;
 #define STEP(k) const long t = rev ? T - 1 - (k) : (k); const long sb = rev ? t + 1 : t; \
     const long sa = rev ? t : t + 1; (void)sb; (void)sa;
 #define REAL(t, b) (M ? M[(t) * B + (b)] != 0 : 1)
@@ -43,10 +48,10 @@ static inline {T} th_{S}({T} x) {{
     x = x < -({T}){L2} ? -({T}){L2} : x > ({T}){L2} ? ({T}){L2} : x;
     return ({T})2 / (({T})1 + exp{F}(({T})-2 * x)) - ({T})1;
 }}
-/* y[b, j] += sum_k h[b, k] W[j, k] */
-static void mv_{S}(long B, long G, long H, const {T} *h, const {T} *W, {T} *y) {{
+/* y[b, j] += sum_k h[b, k] W[j, k]; row b of y starts at y + b * ys */
+static void mv_{S}(long B, long G, long H, const {T} *h, const {T} *W, {T} *y, long ys) {{
     for (long b = 0; b < B; ++b) {{
-        const {T} *hb = h + b * H; {T} *yb = y + b * G;
+        const {T} *hb = h + b * H; {T} *yb = y + b * ys;
         for (long j = 0; j < G; ++j) {{
             const {T} *w = W + j * H; {T} s = 0;
 #pragma omp simd reduction(+ : s)
@@ -55,10 +60,10 @@ static void mv_{S}(long B, long G, long H, const {T} *h, const {T} *W, {T} *y) {
         }}
     }}
 }}
-/* dh[b, k] += sum_j d[b, j] W[j, k] */
-static void mvt_{S}(long B, long G, long H, const {T} *d, const {T} *W, {T} *dh) {{
+/* dh[b, k] += sum_j d[b, j] W[j, k]; row b of d starts at d + b * ds */
+static void mvt_{S}(long B, long G, long H, const {T} *d, const {T} *W, {T} *dh, long ds) {{
     for (long b = 0; b < B; ++b) {{
-        const {T} *db = d + b * G; {T} *o = dh + b * H;
+        const {T} *db = d + b * ds; {T} *o = dh + b * H;
         for (long j = 0; j < G; ++j) {{
             const {T} a = db[j];
             if (a == 0) continue;
@@ -200,61 +205,62 @@ def _unit(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, s
               + "".join(f"    {ln}\n" for ln in _body(bwd, T, b_load, b_store)) + "}\n")
     Sarr = f"{T} *sp[{S}], *sn[{S}]"
     seq_fwd = f"""
-void {unit}_fwd_seq_{sfx}(long T, long B, long H, int rev, {T} *X, {T} *HW, const {T} *W, const {T} *bias,
+void {unit}_fwd_seq_{sfx}(long T, long B, long H, int flags, {T} *X, {T} *HW, const {T} *W, const {T} *bias,
                       {T} *const *St, const {T} *const *P, const float *M) {{
-    const long G = {G} * H; {Sarr};
+    const long G = {G} * H; {Sarr}; LAYOUT
     for (long k = 0; k < T; ++k) {{
         STEP(k)
-        {T} *x = X + t * B * G;
-        {"" if summed else f"{T} *hw = HW + t * B * G; for (long b = 0; b < B; ++b) {{ if (bias) memcpy(hw + b * G, bias, sizeof({T}) * G); else memset(hw + b * G, 0, sizeof({T}) * G); }}"}
-        mv_{sfx}(B, G, H, St[{rec}] + sb * B * H, W, {"x" if summed else "hw"});
+        {T} *x = X + t * sT;
+        {"" if summed else f"{T} *hw = HW + t * sT; for (long b = 0; b < B; ++b) {{ if (bias) memcpy(hw + b * sB, bias, sizeof({T}) * G); else memset(hw + b * sB, 0, sizeof({T}) * G); }}"}
+        mv_{sfx}(B, G, H, St[{rec}] + sb * B * H, W, {"x" if summed else "hw"}, sB);
         for (long b = 0; b < B; ++b) {{
             for (int i = 0; i < {S}; ++i) {{ sp[i] = St[i] + (sb * B + b) * H; sn[i] = St[i] + (sa * B + b) * H; }}
-            {unit}_row_fwd_{sfx}(H, x + b * G, {"NULL" if summed else "hw + b * G"}, sp, sn, P, REAL(t, b));
+            {unit}_row_fwd_{sfx}(H, x + b * sB, {"NULL" if summed else "hw + b * sB"}, sp, sn, P, REAL(t, b));
         }}
     }}
 }}
-void {unit}_bwd_seq_{sfx}(long T, long B, long H, int rev, {T} *X, {T} *HW, const {T} *W, {T} *const *St,
+void {unit}_bwd_seq_{sfx}(long T, long B, long H, int flags, {T} *X, {T} *HW, const {T} *W, {T} *const *St,
                       const {T} *const *P, {T} *const *GY, {T} *const *dS, {T} *D, {T} *DHW, {T} *const *dP,
                       const float *M) {{
-    const long G = {G} * H; {T} *sp[{S}], *ds[{S}]; const {T} *gy[{S}];
+    const long G = {G} * H; {T} *sp[{S}], *ds[{S}]; const {T} *gy[{S}]; LAYOUT
     for (long k = T - 1; k >= 0; --k) {{
         STEP(k)
         for (long b = 0; b < B; ++b) {{
-            const long r = t * B + b;
+            const long r = t * B + b, o = t * sT + b * sB;
             if (!REAL(t, b)) {{
-                memset(D + r * G, 0, sizeof({T}) * G);
-                {"" if summed else f"memset(DHW + r * G, 0, sizeof({T}) * G);"}
+                memset(D + o, 0, sizeof({T}) * G);
+                {"" if summed else f"memset(DHW + o, 0, sizeof({T}) * G);"}
                 continue;
             }}
             for (int i = 0; i < {S}; ++i) {{
                 sp[i] = St[i] + (sb * B + b) * H; ds[i] = dS[i] + b * H; gy[i] = GY[i] ? GY[i] + r * H : NULL;
             }}
-            {unit}_row_bwd_{sfx}(H, X + r * G, {"NULL" if summed else "HW + r * G"}, sp, gy, ds, D + r * G,
-                              {"NULL" if summed else "DHW + r * G"}, dP, P);
+            {unit}_row_bwd_{sfx}(H, X + o, {"NULL" if summed else "HW + o"}, sp, gy, ds, D + o,
+                              {"NULL" if summed else "DHW + o"}, dP, P);
         }}
-        mvt_{sfx}(B, G, H, {"D" if summed else "DHW"} + t * B * G, W, dS[{rec}]);
+        mvt_{sfx}(B, G, H, {"D" if summed else "DHW"} + t * sT, W, dS[{rec}], sB);
     }}
 }}
-void {unit}_step_fwd_{sfx}(long T, long B, long H, int rev, long k, {T} *X, const {T} *hw, {T} *HW,
+void {unit}_step_fwd_{sfx}(long T, long B, long H, int flags, long k, {T} *X, const {T} *hw, {T} *HW,
                        {T} *const *St, const {T} *const *P) {{
-    const long G = {G} * H; {Sarr};
+    const long G = {G} * H; {Sarr}; LAYOUT
     STEP(k)
-    {"" if summed else f"if (HW + t * B * G != hw) memcpy(HW + t * B * G, hw, sizeof({T}) * B * G);"}
     for (long b = 0; b < B; ++b) {{
+        const long o = t * sT + b * sB;
+        {"" if summed else f"if (HW + o != hw + b * G) memcpy(HW + o, hw + b * G, sizeof({T}) * G);"}
         for (int i = 0; i < {S}; ++i) {{ sp[i] = St[i] + (sb * B + b) * H; sn[i] = St[i] + (sa * B + b) * H; }}
-        {unit}_row_fwd{"h" if summed else ""}_{sfx}(H, X + (t * B + b) * G, hw + b * G, sp, sn, P, 1);
+        {unit}_row_fwd{"h" if summed else ""}_{sfx}(H, X + o, hw + b * G, sp, sn, P, 1);
     }}
 }}
-void {unit}_step_bwd_{sfx}(long T, long B, long H, int rev, long k, {T} *X, {T} *HW, {T} *const *St,
+void {unit}_step_bwd_{sfx}(long T, long B, long H, int flags, long k, {T} *X, {T} *HW, {T} *const *St,
                        const {T} *const *P, {T} *const *dS, {T} *D, {T} *DHW, {T} *const *dP) {{
-    const long G = {G} * H; {T} *sp[{S}], *ds[{S}];
+    const long G = {G} * H; {T} *sp[{S}], *ds[{S}]; LAYOUT
     STEP(k)
     for (long b = 0; b < B; ++b) {{
-        const long r = t * B + b;
+        const long o = t * sT + b * sB;
         for (int i = 0; i < {S}; ++i) {{ sp[i] = St[i] + (sb * B + b) * H; ds[i] = dS[i] + b * H; }}
-        {unit}_row_bwd_{sfx}(H, X + r * G, {"NULL" if summed else "HW + r * G"}, sp, NULL, ds, D + r * G,
-                          {"NULL" if summed else "DHW + r * G"}, dP, P);
+        {unit}_row_bwd_{sfx}(H, X + o, {"NULL" if summed else "HW + o"}, sp, NULL, ds, D + o,
+                          {"NULL" if summed else "DHW + o"}, dP, P);
     }}
 }}
 """

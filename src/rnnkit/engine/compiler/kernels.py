@@ -49,7 +49,9 @@ class CompiledKernel(Kernel):
         self.mm_bias = None if cc.summed else b
         self.T, self.B, G = X.shape
         self.H = G // cc.gates
-        self.HW = None if cc.summed else X.new_empty(X.shape)  # (T, B, G)
+        self.HW = None if cc.summed else torch.empty_like(X)  # (T, B, G), X's memory layout
+        # bit 0: backwards in time; bit 1: X (and HW, D, DHW, made like it) is batch-major in memory
+        self.flags = int(reverse) | (0 if X.is_contiguous() else 2)
         self.P = [p.detach().to(X.dtype).contiguous() for p in params]
         self.dP: list[Tensor] = []
 
@@ -71,7 +73,7 @@ class SeqKernel(CompiledKernel):
         self.Wc = self.W.contiguous()
         self.St = _arr(self.states)
         self.Pa = _arr(self.P)
-        self.cc.c("fwd_seq", self.X.dtype)(self.T, self.B, self.H, int(self.reverse), _p(self.X), _p(self.HW),
+        self.cc.c("fwd_seq", self.X.dtype)(self.T, self.B, self.H, self.flags, _p(self.X), _p(self.HW),
                                            _p(self.Wc), _p(self.mm_bias), self.St, self.Pa, _p(m))
 
     def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None,
@@ -79,7 +81,7 @@ class SeqKernel(CompiledKernel):
         self.begin_backward(reuse)
         dS = [x.contiguous() for x in d]
         self.cc.c("bwd_seq", self.X.dtype)(
-            self.T, self.B, self.H, int(self.reverse), _p(self.X), _p(self.HW), _p(self.Wc), self.St, self.Pa,
+            self.T, self.B, self.H, self.flags, _p(self.X), _p(self.HW), _p(self.Wc), self.St, self.Pa,
             _arr(gys), _arr(dS), _p(self.D), _p(None if self.cc.summed else self.dHW), _arr(self.dP), _p(m))
         return dS
 
@@ -120,7 +122,7 @@ class StepKernel(CompiledKernel):
 
     def fwd(self, k: int) -> None:
         hw = self.mm.forward(self.mm_in(self.h[k]))  # (B, G)
-        self.f(self.T, self.B, self.H, int(self.reverse), k, _p(self.X), _p(hw), _p(self.HW), self.St, self.Pa)
+        self.f(self.T, self.B, self.H, self.flags, k, _p(self.X), _p(hw), _p(self.HW), self.St, self.Pa)
 
     def begin_backward(self, reuse: bool = False) -> None:
         super().begin_backward(reuse)
@@ -129,7 +131,7 @@ class StepKernel(CompiledKernel):
 
     def bwd(self, k: int, d: list[Tensor]) -> list[Tensor | None]:
         d = [x if x.is_contiguous() else x.contiguous() for x in d]
-        self.g(self.T, self.B, self.H, int(self.reverse), k, _p(self.X), _p(self.HW), self.St, self.Pa, _arr(d),
+        self.g(self.T, self.B, self.H, self.flags, k, _p(self.X), _p(self.HW), self.St, self.Pa, _arr(d),
                _p(self.D), self.dHWp, self.dPa)
         return [x if keep else None for x, keep in zip(d, self.direct)]
 
