@@ -92,22 +92,32 @@ def _levels(g: Graph, live: list[int]) -> dict[int, int]:
     return level
 
 
-def _closure(g: Graph, roots: list[int]) -> list[int]:
-    """Column nodes the roots need inside a loop (stopping at row nodes), topological order."""
+def _closure(g: Graph, roots: list[int], stop: set[int] = frozenset()) -> tuple[list[int], set[int]]:  # type: ignore[assignment]
+    """Column nodes the roots need inside a loop (stopping at row nodes and at ``stop``), in
+    topological order, and the ``stop`` nodes reached."""
     seen: set[int] = set()
+    hit: set[int] = set()
     stack = [r for r in roots if not g.nodes[r].row]
     while stack:
         n = stack.pop()
-        if n in seen:
+        if n in seen or n in hit:
+            continue
+        if n in stop:
+            hit.add(n)
             continue
         seen.add(n)
         stack.extend(a for a in g.nodes[n].args if not g.nodes[a].row)
-    return sorted(seen)
+    return sorted(seen), hit
 
 
 def _body(g: Graph, T: str, load: dict[str, object], store: object, extra: dict | None = None) -> list[str]:
     """Statements of a row function: staged loops (see the module docstring). ``extra``: more
-    stores (key -> node) besides the graph's outputs."""
+    stores (key -> node) besides the graph's outputs.
+
+    A column value that a later loop needs again is kept in a per-row scratch array (``k<n>``,
+    H values on the stack) by the loop that first computes it, instead of being recomputed: a
+    LayerNorm cell's gate activations are computed once, not once per reduction stage. Only the
+    frontier is kept (the values the later loops reach first); loads are re-read."""
     outputs = {**g.outputs, **(extra or {})}
     live = g.live(list(outputs.values()))
     level = _levels(g, live)
@@ -116,27 +126,36 @@ def _body(g: Graph, T: str, load: dict[str, object], store: object, extra: dict 
     lines: list[str] = []
     rows = [n for n in live if g.nodes[n].row and g.nodes[n].op not in ("const", "count")]
     sums = [n for n in rows if g.nodes[n].op == "rsum"]
+    roots = []
+    for m in range(final + 1):
+        r = [a for n in sums if level[n] == m + 1 for a in g.nodes[n].args]
+        roots.append(r + list(outputs.values()) if m == final else r)
+    kept: set[int] = set()
     for m in range(final + 1):
         for n in rows:  # row values of this level (rsums of this level were accumulated by loop m-1)
             if level[n] == m and g.nodes[n].op != "rsum":
                 lines.append(f"const {T} v{n} = {c_expr(g, n, name, T)};")
         acc = [n for n in sums if level[n] == m + 1]
-        roots = [a for n in acc for a in g.nodes[n].args]
-        if m == final:
-            roots += list(outputs.values())
-        cols = _closure(g, roots)
+        cols, reused = _closure(g, roots[m], kept)
+        later = [r for mm in range(m + 1, final + 1) for r in roots[mm]]
+        keep = sorted(n for n in _closure(g, later, kept | set(cols))[1]
+                      if n in cols and g.nodes[n].op not in load)
+        for n in keep:
+            lines.insert(0, f"{T} k{n}[H];")
+        kept |= set(keep)
         for n in acc:
             lines.append(f"{T} v{n} = 0;")
         red = f" reduction(+ : {', '.join(f'v{n}' for n in acc)})" if acc else ""
         lines.append(f"#pragma omp simd{red}")
         lines.append("for (long j = 0; j < H; ++j) {")
-        body = []
+        body = [f"    const {T} v{n} = k{n}[j];" for n in sorted(reused)]
         for n in cols:
             node = g.nodes[n]
             if node.op in load:
                 body.insert(0, f"    const {T} v{n} = {load[node.op](*node.attr)};")  # type: ignore[operator]
             else:
                 body.append(f"    const {T} v{n} = {c_expr(g, n, name, T)};")
+        body += [f"    k{n}[j] = v{n};" for n in keep]
         lines += body
         for n in acc:
             lines.append(f"    v{n} += {' + '.join(name(a) for a in g.nodes[n].args)};")
