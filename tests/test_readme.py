@@ -25,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-GUIDES = ["custom-cells.md", "engines.md", "bptt.md"]
+GUIDES = ["custom-cells.md", "engines.md", "bptt.md", "streaming.md"]
 TIMEOUT = 900  # a hang guard only
 
 
