@@ -26,8 +26,6 @@ PACKAGE = "rnnkit"
 # A target may be a glob pattern.
 KNOWN_BACK_EDGES = {
     ("rnnkit.cells.base", "rnnkit.engine"): "Recurrent.forward runs the engine's scan",
-    ("rnnkit.layers.recurrent", "rnnkit.layers.convert"): "RecurrentLayer.to_torch",
-    ("rnnkit.training.tasks", "rnnkit.training.task_*"): "make_task imports the chosen task's module",
 }
 
 def _modules() -> dict[str, Path]:

@@ -21,6 +21,7 @@ from torch import nn
 
 from rnnkit.errors import bad_argument
 from rnnkit.layers.classes import GRU, LSTM, RNN
+from rnnkit.layers.export import to_torch
 from rnnkit.layers.recurrent import RecurrentLayer
 
 __all__ = ["from_torch", "to_torch"]
@@ -50,28 +51,3 @@ def from_torch(module: nn.RNNBase, engine: str = "auto") -> RecurrentLayer:
             ours.copy_(source)
     layer.train(module.training)
     return layer
-
-
-def to_torch(layer: RecurrentLayer) -> nn.RNNBase:
-    """The ``torch.nn`` module equal to ``layer`` (same ``batch_first``); built-in kernels only."""
-    why = layer.why_not_fused()
-    if why is not None:
-        raise ValueError(f"layer: expected a configuration torch.nn implements, but it has {why}. "
-                         "Fix: keep it as an rnnkit layer; torch.nn has no equivalent.")
-    c = layer.config
-    common = dict(num_layers=c.num_layers, bias=c.bias, batch_first=c.batch_first, dropout=c.dropout,
-                  bidirectional=c.bidirectional)
-    if c.kind == "lstm":
-        module: nn.RNNBase = nn.LSTM(c.input_size, c.hidden_size, proj_size=c.proj_size, **common)
-    elif c.kind == "gru":
-        module = nn.GRU(c.input_size, c.hidden_size, **common)
-    else:
-        module = nn.RNN(c.input_size, c.hidden_size, nonlinearity=c.nonlinearity, **common)
-    ours = layer.flat_weights()
-    module = module.to(dtype=ours[0].dtype, device=ours[0].device)
-    theirs = [w for per_direction in module.all_weights for w in per_direction]
-    with torch.no_grad():
-        for target, source in zip(theirs, ours, strict=True):
-            target.copy_(source)
-    module.train(layer.training)
-    return module

@@ -41,6 +41,7 @@ from rnnkit.errors import bad_argument
 from rnnkit.init import Initializer, torch_default
 from rnnkit.layers.config import LayerConfig, check_layer_args
 from rnnkit.layers import regularised
+from rnnkit.layers.export import to_torch
 from rnnkit.layers.projected import ProjectedLSTMCell
 from rnnkit.layers.resets import fused_with_resets
 from rnnkit.layers.torch_names import TorchNames
@@ -486,8 +487,6 @@ class RecurrentLayer(TorchNames):
 
     def to_torch(self) -> nn.RNNBase:
         """The equal ``torch.nn.RNN``/``LSTM``/``GRU``, with this layer's ``batch_first``."""
-        from rnnkit.layers.convert import to_torch
-
         return to_torch(self)
 
     def extra_repr(self) -> str:

@@ -165,7 +165,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str],
     Right (when the task has any): the other validation metrics, e.g. the Reber accuracies, with
     the "solved" threshold (``rnnkit.training.tasks.SOLVED``) when there are accuracies.
     """
-    from rnnkit.training.tasks import SOLVED
+    from rnnkit.training.task_base import SOLVED
 
     series = curve_series(history, x_key)
     losses = [k for k in ("train_loss", *_LOSS_KEYS) if k in series]

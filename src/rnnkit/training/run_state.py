@@ -31,7 +31,7 @@ from torch import nn
 from rnnkit.checkpoint.runs import CHECKPOINT_DIR, is_run_dir
 from rnnkit.errors import CheckpointError, bad_argument
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.tasks import step_seed
+from rnnkit.training.task_base import step_seed
 
 __all__ = ["CHECKPOINT_DIR", "RESUMABLE_FIELDS", "RunState", "changed_fields", "config_from_metadata", "encode_carry",
            "is_run_dir", "resolve_resume", "restore_run", "save_run"]

@@ -37,7 +37,7 @@ from rnnkit.data.pairs import EncodedPairs, TokenVocab, detokenize, encode_pairs
 from rnnkit.models import RNNConfig, Seq2Seq, Seq2SeqConfig
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.device import to_device
-from rnnkit.training.tasks import EVAL_SEED, SOLVED, Batch, Task, model_device, step_seed, unwrap
+from rnnkit.training.task_base import EVAL_SEED, SOLVED, Batch, Task, model_device, step_seed, unwrap
 
 __all__ = ["PairBatch", "PairTask", "corpus_scores", "require_sacrebleu"]
 

@@ -44,7 +44,7 @@ from rnnkit.data import reber
 from rnnkit.data.automaton import Automaton
 from rnnkit.models import RNNConfig, SequenceTagger, TaggerConfig
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.tasks import EVAL_SEED, SOLVED, Batch, Task, model_device, step_seed, unwrap
+from rnnkit.training.task_base import EVAL_SEED, SOLVED, Batch, Task, model_device, step_seed, unwrap
 
 __all__ = ["GENERATION_SOLVED", "MAX_LENGTH", "ReberTask", "held_out_validity", "reber_metrics",
            "sample_validity"]

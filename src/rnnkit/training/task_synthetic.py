@@ -28,7 +28,7 @@ from torch import nn
 from rnnkit.data import synthetic
 from rnnkit.models import RegressorConfig, RNNConfig, SequenceRegressor, SequenceTagger, TaggerConfig
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.tasks import EVAL_SEED, SOLVED, Batch, Task, model_device, step_seed, unwrap
+from rnnkit.training.task_base import EVAL_SEED, SOLVED, Batch, Task, model_device, step_seed, unwrap
 
 __all__ = ["ADDING_SOLVED_MSE", "AddingTask", "COPY_SYMBOLS", "COPY_LENGTH", "CopyTask", "SYNTHETIC", "SineTask"]
 

@@ -48,7 +48,7 @@ from rnnkit.data import CharCorpus, TextStream, Vocab
 from rnnkit.errors import bad_argument
 from rnnkit.models import LanguageModel, LanguageModelConfig, RNNConfig
 from rnnkit.training.config import TrainConfig
-from rnnkit.training.tasks import Batch, Task, model_device, step_seed, unwrap
+from rnnkit.training.task_base import Batch, Task, model_device, step_seed, unwrap
 from rnnkit.training.threads import ThreadGovernor
 
 __all__ = ["TextTask", "stream_loss"]

@@ -37,7 +37,7 @@ from rnnkit.data.words import encode_sentences, ngram_perplexities, sentences
 from rnnkit.models import LanguageModel, LanguageModelConfig, RNNConfig
 from rnnkit.training.config import TrainConfig
 from rnnkit.training.device import to_device
-from rnnkit.training.tasks import Batch, Task, model_device, step_seed, unwrap
+from rnnkit.training.task_base import Batch, Task, model_device, step_seed, unwrap
 
 __all__ = ["WordTask"]
 
