@@ -201,13 +201,15 @@ def run_case(impls: dict[str, tuple[Forward, nn.Module, Tensor]], regime: Regime
     timings = harness.time_interleaved(calls, repeats=repeats, warmup=extra)
 
     ref_time = timings["torch"].median
+    with torch.set_grad_enabled(mode != "fwd"):  # the plan reads whether gradients will be taken, as the call does
+        plan = impls["auto"][1].plan(x, lengths=lengths)
     flops = useful_flops(regime, CELLS[cell][2], lengths, mode)
     result: dict[str, object] = {
         "regime": regime.name, "B": regime.B, "T": regime.T, "I": regime.I, "H": regime.H, "cell": cell,
         "dtype": dtype_name, "lengths": use_lengths, "mode": mode, "flops": flops,
         "lengths_list": None if lengths is None else lengths.tolist(),
         "padded_fraction": 0.0 if lengths is None else 1.0 - float(lengths.sum()) / (regime.B * regime.T),
-        "auto_backend": "fused" if impls["auto"][1].why_not_fused(None, True, dtype) is None else "generic",
+        "auto_backend": plan.backend, "auto_loop": plan.loop,  # what auto ran: the layer's dispatch plan
         "impls": {},
     }
     for name in calls:

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import rnnkit
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 import _harness as harness  # noqa: E402
@@ -128,7 +130,12 @@ def test_rnn_suite_end_to_end_on_one_tiny_regime(tmp_path, capsys):
     assert len(results["cases"]) == 4  # lengths off/on x fwd, fwd+bwd
     for case in results["cases"]:
         assert case["agree"] and set(case["impls"]) == {"auto", "generic", "torch", "loop"}
-        assert case["auto_backend"] == "fused"
+        layer = rnnkit.GRU(case["I"], case["H"])  # auto's plan for the same call, made independently
+        x = torch.randn(case["B"], case["T"], case["I"])
+        lengths = None if case["lengths_list"] is None else torch.tensor(case["lengths_list"])
+        with torch.set_grad_enabled(case["mode"] != "fwd"):
+            plan = layer.plan(x, lengths=lengths)
+        assert (case["auto_backend"], case["auto_loop"]) == (plan.backend, plan.loop)
         assert all(("peak_bytes" in e) == (case["mode"] == "fwd+bwd") for e in case["impls"].values())
     assert {row["status"] for row in results["acceptance"]} <= {"PASS", "MISS", "N/A"}
     assert json.loads(out.read_text())["cases"][0]["impls"]["torch"]["times_s"]

@@ -8,7 +8,6 @@ is a file, else of ``a.b``. Imports under ``if TYPE_CHECKING:`` never run and ar
 from __future__ import annotations
 
 import ast
-import fnmatch
 import json
 import subprocess
 import sys
@@ -18,15 +17,6 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "rnnkit"
-
-# Deferred imports (inside a function) that close a cycle, in files other helpers own; they
-# exist on main (issue 11 removed the models -> generation -> training -> models cycle). The test
-# drops these edges, then finds no cycle; a NEW cycle fails it. When one of these imports is
-# removed, delete it here too (the test checks they still exist, so this list stays true).
-# A target may be a glob pattern.
-KNOWN_BACK_EDGES = {
-    ("rnnkit.cells.base", "rnnkit.engine"): "Recurrent.forward runs the engine's scan",
-}
 
 def _modules() -> dict[str, Path]:
     """Dotted module name -> file, for every module of the package."""
@@ -139,12 +129,30 @@ def test_the_graph_sees_deferred_relative_and_submodule_imports(tmp_path: Path) 
 
 
 def test_the_package_has_no_import_cycle() -> None:
+    """Every import counts, deferred ones included; no edge is excused."""
+    assert [sorted(c) for c in cycles(import_graph())] == []
+
+
+def _outside(graph: dict[str, set[str]], package: str, allowed: set[str]) -> dict[str, list[str]]:
+    """The imports of ``package``'s modules that fall outside ``package`` and ``allowed`` packages."""
+    def within(name: str, roots: set[str]) -> bool:
+        return any(name == root or name.startswith(root + ".") for root in roots)
+    return {m: sorted(t for t in ts if not within(t, allowed | {package}))
+            for m, ts in graph.items() if within(m, {package}) and not all(within(t, allowed | {package}) for t in ts)}
+
+
+def test_steps_are_pure_math_and_the_engine_imports_only_the_steps() -> None:
+    """Issue 9 item 6: the cells' math (rnnkit.steps) imports no engine; the engine imports the
+    steps and no cell you call, layer or model; the cells you call (rnnkit.cells) sit below both."""
     graph = import_graph()
-    gone = [edge for edge in KNOWN_BACK_EDGES if not fnmatch.filter(graph.get(edge[0], set()), edge[1])]
-    assert not gone, f"these known back edges are gone: delete them from KNOWN_BACK_EDGES: {gone}"
-    for source, pattern in KNOWN_BACK_EDGES:
-        graph[source] = graph[source] - set(fnmatch.filter(graph[source], pattern))
-    assert [sorted(c) for c in cycles(graph)] == []
+    assert _outside(graph, "rnnkit.steps", {"rnnkit.errors", "rnnkit.init"}) == {}
+    assert _outside(graph, "rnnkit.engine", {"rnnkit.steps", "rnnkit.errors", "rnnkit.init"}) == {}
+    assert "rnnkit.engine" in graph["rnnkit.cells.base"]  # the cells you call run on the engine
+
+
+def test_the_layer_check_sees_an_upward_import() -> None:
+    graph = {"rnnkit.steps.lstm": {"rnnkit.errors", "rnnkit.engine"}, "rnnkit.steps": {"rnnkit.steps.lstm"}}
+    assert _outside(graph, "rnnkit.steps", {"rnnkit.errors"}) == {"rnnkit.steps.lstm": ["rnnkit.engine"]}
 
 def test_persistence_sits_below_the_models() -> None:
     """rnnkit.checkpoint imports only itself, errors and the version: no layer, model, training or generation."""

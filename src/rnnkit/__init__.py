@@ -27,16 +27,17 @@ methods it inherits follow at the end.
 """
 from __future__ import annotations
 
-from rnnkit import cells, engine, init, models, nn
+from rnnkit import cells, engine, init, models, nn, steps
 from rnnkit._version import __version__
 from rnnkit.accelerate import accelerate
 from rnnkit.cells import Recurrent, Structured
 from rnnkit.checkpoint import CheckpointError, load, save
-from rnnkit.engine import BPTT, GradientTap, Regularisers
+from rnnkit.engine import BPTT, GradientTap, Regularisers, explain
 from rnnkit.layers import GRU, LSTM, RNN, Bidirectional, Stack, Stream, from_torch
 
 __all__ = [
     "BPTT", "Bidirectional", "CheckpointError", "GRU", "GradientTap", "LSTM", "RNN", "Recurrent", "Regularisers",
     "Stack", "Stream", "Structured",
-    "__version__", "cells", "engine", "from_torch", "accelerate", "init", "load", "models", "nn", "save",
+    "__version__", "cells", "engine", "explain", "from_torch", "accelerate", "init", "load", "models", "nn", "save",
+    "steps",
 ]

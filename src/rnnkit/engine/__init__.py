@@ -6,33 +6,115 @@
 
 :func:`rnnkit.engine.dispatch.make_plan` decides between them (and the loop form and dtype
 handling of the generic engine) for layers' ``forward`` and ``step`` and for cell scans.
+
+The engine imports the cells' math (``rnnkit.steps``) and nothing above it imports the engine
+back: :func:`scan` runs any step over time, :func:`apply` is the Blocks-style call
+(``cell(x, h=h0, iterate=False, ...)``) that ``rnnkit.Recurrent`` forwards to, and
+:func:`fused_kind` is the engine's own map from a cell to PyTorch's native kernels.
+:func:`explain` names what keeps a cell off native code.
+
+    >>> import torch, rnnkit
+    >>> cell = rnnkit.steps.ElmanStep(3, activation="identity", weight_init=rnnkit.init.identity())
+    >>> apply(cell, torch.ones(1, 3, 3))[0, :, 0].tolist()     # (B, T, H): a pure step, run over time
+    [1.0, 2.0, 3.0]
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from rnnkit.cells.base import Recurrent, Scan
+from rnnkit.engine.binding import bind, single_step
 from rnnkit.engine.bptt import BPTT, GradientTap
+from rnnkit.engine.compiler import explain
 from rnnkit.engine.dispatch import ENGINES, Plan, check_engine, make_plan
 from rnnkit.engine.generic import scan_stepwise
 from rnnkit.engine.hooks import run_pre_hooks
-from rnnkit.engine.structured import can_run_structured, scan_structured
+from rnnkit.engine.kinds import fused_kind
 from rnnkit.engine.masks import flip_padded, lengths_to_mask, mask_to_lengths, resolve_mask
-from rnnkit.engine.reset import check_reset, run_cell_reset
 from rnnkit.engine.regularise import Masks, Regularisers, wrap_step
+from rnnkit.engine.reset import check_reset, run_cell_reset
+from rnnkit.engine.result import Scan
+from rnnkit.engine.structured import can_run_structured, scan_structured
 from rnnkit.errors import bad_argument
+from rnnkit.steps.base import RecurrentStep
 
 __all__ = [
-    "BPTT", "ENGINES", "GradientTap", "Masks", "Plan", "Regularisers", "Scan", "flip_padded", "lengths_to_mask",
-    "make_plan", "mask_to_lengths", "run_cell", "run_pre_hooks", "scan",
+    "BPTT", "ENGINES", "GradientTap", "Masks", "Plan", "Regularisers", "Scan", "apply", "call", "explain",
+    "flip_padded", "fused_kind", "lengths_to_mask", "make_plan", "mask_to_lengths", "run_cell", "run_pre_hooks", "scan",
 ]
 
 
+def apply(
+    cell: RecurrentStep,
+    *sequences: Tensor,
+    mask: Tensor | None = None,
+    lengths: Tensor | Sequence[int] | None = None,
+    reverse: bool = False,
+    return_initial_states: bool = False,
+    iterate: bool = True,
+    bptt: BPTT | None = None,
+    engine: str = "auto",
+    reset: Tensor | None = None,
+    regularisers: Regularisers | None = None,
+    **named: Tensor,
+) -> Tensor | tuple[Tensor, ...]:
+    """Blocks' ``apply``: run ``cell`` over time and return its declared outputs, (B, T, *shape) each.
+
+    Sequences are (B, T, *shape), given positionally in ``cell.sequences`` order or by name;
+    initial states (``h=h0``, (B, *shape)) and contexts are given by name. ``mask`` (B, T) bool
+    or ``lengths`` (B,) int mark the real steps. With ``iterate=False`` it computes a single
+    step: the sequences are then (B, *shape), missing states start from their initial value,
+    and ``mask`` (B,) bool marks the rows that step (the others keep their state, and their
+    other outputs are zero, as at a padded step of a scan). ``reset`` bool (B, T) (or (B,) for
+    one step) restarts rows from their initial state (``rnnkit.engine.reset``); ``regularisers``
+    takes an ``rnnkit.Regularisers``. Calling an ``rnnkit.Recurrent`` cell is this call.
+    """
+    return call(cell, sequences, named, mask=mask, lengths=lengths, reverse=reverse,
+                return_initial_states=return_initial_states, iterate=iterate, bptt=bptt, engine=engine,
+                reset=reset, regularisers=regularisers)
+
+
+def call(
+    cell: RecurrentStep,
+    sequences: tuple[Tensor, ...],
+    named: Mapping[str, Tensor],
+    *,
+    mask: Tensor | None = None,
+    lengths: Tensor | Sequence[int] | None = None,
+    reverse: bool = False,
+    return_initial_states: bool = False,
+    iterate: bool = True,
+    initial_states: Mapping[str, Tensor] | None = None,
+    contexts: Mapping[str, Tensor] | None = None,
+    bptt: BPTT | None = None,
+    engine: str = "auto",
+    full: bool = False,
+    run_hooks: bool = True,
+    reset: Tensor | None = None,
+    regularisers: Regularisers | Masks | None = None,
+) -> Any:
+    """:func:`apply` with the arguments already split: ``sequences`` positional (B, T, *shape)
+    tensors, ``named`` the by-name ones (sequences, initial states, contexts), so no cell's names
+    can clash with the options. ``full=True`` returns the whole :class:`Scan` (every output and
+    the final states, (B, *shape) each); ``run_hooks=False`` skips the cell's forward pre-hooks
+    (a module call has already run them). ``rnnkit.Recurrent.forward`` and ``.scan`` are this call.
+    """
+    if not iterate:
+        return single_step(cell, sequences, named, mask, reset)
+    seqs, states0, ctx = bind(cell, sequences, named, initial_states, contexts)
+    result = scan(cell, seqs, initial_states=states0, contexts=ctx, mask=mask, lengths=lengths, reverse=reverse,
+                  return_initial_states=return_initial_states, bptt=bptt, engine=engine, run_hooks=run_hooks,
+                  reset=reset, regularisers=regularisers)
+    if full:
+        return result
+    outs = tuple(result.outputs[name] for name in cell.output_names)
+    return outs[0] if len(outs) == 1 else outs
+
+
 def scan(
-    cell: Recurrent,
+    cell: RecurrentStep,
     sequences: Mapping[str, Tensor],
     *,
     initial_states: Mapping[str, Tensor] | None = None,
@@ -48,7 +130,7 @@ def scan(
     reset: Tensor | None = None,
     regularisers: Regularisers | Masks | None = None,
 ) -> Scan:
-    """Validate the arguments and run ``cell`` over time. See :meth:`Recurrent.scan`.
+    """Validate the arguments and run ``cell`` over time (sequences by name). See :func:`apply`.
 
     ``run_hooks`` runs the cell's forward pre-hooks first (``cell(...)`` has already run them).
     ``reset`` bool (B,) or (B, T) restarts rows from the cell's initial state
@@ -96,7 +178,7 @@ def _drop_inputs(reg: Regularisers, seq: Tensor, training: bool) -> Tensor:
     return seq if m is None else seq * m.unsqueeze(1)  # (B, T, *)
 
 
-def _cell_plan(engine: str, cell: Recurrent, sequences: Mapping[str, Tensor], contexts: Mapping[str, Tensor],
+def _cell_plan(engine: str, cell: RecurrentStep, sequences: Mapping[str, Tensor], contexts: Mapping[str, Tensor],
                mask: Tensor | None, bptt: BPTT | None, where: str, regularised: str | None = None) -> Plan:
     """The plan of a single-cell scan (the fused backend serves only rnnkit.RNN/LSTM/GRU layers)."""
     first = next(iter(sequences.values()))
@@ -111,7 +193,7 @@ def _cell_plan(engine: str, cell: Recurrent, sequences: Mapping[str, Tensor], co
 
 
 def run_cell(
-    cell: Recurrent,
+    cell: RecurrentStep,
     sequences: Mapping[str, Tensor],
     states: Mapping[str, Tensor],
     contexts: Mapping[str, Tensor],
@@ -155,7 +237,7 @@ def run_cell(
     )
 
 
-def _check_sequences(cell: Recurrent, sequences: Mapping[str, Tensor]) -> tuple[int, int]:
+def _check_sequences(cell: RecurrentStep, sequences: Mapping[str, Tensor]) -> tuple[int, int]:
     name = type(cell).__name__
     shape: tuple[int, int] | None = None
     param = next(cell.parameters(), None)
@@ -186,7 +268,7 @@ def _check_sequences(cell: Recurrent, sequences: Mapping[str, Tensor]) -> tuple[
     return shape
 
 
-def _initial_states(cell: Recurrent, given: Mapping[str, Tensor], batch: int, like: Tensor) -> dict[str, Tensor]:
+def _initial_states(cell: RecurrentStep, given: Mapping[str, Tensor], batch: int, like: Tensor) -> dict[str, Tensor]:
     states: dict[str, Tensor] = {}
     for name in cell.states:
         if name not in given or given[name] is None:

@@ -54,7 +54,7 @@ def batch_bucket(batch: int) -> str:
 
 
 def cost_key(kind: str, dtype: str, device: str, batch: int, lengths: bool, backward: bool) -> str:
-    """The table key of a call (``kind`` is a cell's ``fused_kind``, ``dtype`` e.g. "float32")."""
+    """The table key of a call (``kind`` is ``rnnkit.engine.fused_kind(cell)``, ``dtype`` e.g. "float32")."""
     return "|".join((KIND_ROWS.get(kind, kind), dtype, device, batch_bucket(batch),
                      "lengths" if lengths else "full", "fwd+bwd" if backward else "fwd"))
 

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from rnnkit.engine.costs import cost_key, lookup
+from rnnkit.engine.kinds import fused_kind
 from rnnkit.errors import bad_argument
 
 __all__ = ["BACKENDS", "ENGINES", "LOOPS", "Plan", "check_engine", "choose", "make_plan"]
@@ -129,7 +130,7 @@ def make_plan(
     check_engine(engine)
     if engine == "fused" and why_not_fused is not None:
         raise _fused_error(where or type(cell).__name__, why_not_fused)
-    sig = (type(cell), bool(getattr(cell, "peepholes", False)), getattr(cell, "fused_kind", None) or "",
+    sig = (type(cell), bool(getattr(cell, "peepholes", False)), fused_kind(cell) or "",
            getattr(cell, "hidden_size", 1) == 0, *(_compiles(cell, dtype, device) if structured else (None, None, False)))
     return _plan(engine, sig, why_not_fused, dtype, torch.device(device), batch, lengths, backward, plain_bptt,
                  structured, step, where or type(cell).__name__, regularised,

@@ -11,7 +11,8 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
-from rnnkit.cells.base import Recurrent, Scan
+from rnnkit.engine.result import Scan
+from rnnkit.steps.base import RecurrentStep
 from rnnkit.engine.bptt import BPTT
 
 __all__ = ["scan_stepwise"]
@@ -24,7 +25,7 @@ def _bcast(mask_t: Tensor, like: Tensor) -> Tensor:
 
 
 def scan_stepwise(
-    cell: Recurrent,
+    cell: RecurrentStep,
     sequences: Mapping[str, Tensor],
     initial_states: Mapping[str, Tensor],
     contexts: Mapping[str, Tensor],

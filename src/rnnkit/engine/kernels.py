@@ -34,8 +34,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
-from rnnkit.cells.structured import Structured
+from rnnkit.engine.kinds import builtin_step
+from rnnkit.steps import ElmanStep, GRUStep, LSTMStep, StructuredStep
 
 __all__ = ["AutogradKernel", "ElmanKernel", "GRUKernel", "Kernel", "LSTMKernel", "extra_params", "make_kernel"]
 
@@ -48,7 +48,7 @@ class Kernel:
     hmask: Tensor | None = None  # recurrent dropout (B, H), set by the driver: the matmul reads h * hmask
     reads_after = False  # bwd(k) reads the states after step k (zoneout then keeps the unmixed ones)
 
-    def __init__(self, cell: Structured, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+    def __init__(self, cell: StructuredStep, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
                  reverse: bool) -> None:
         self.cell, self.X, self.W, self.b, self.states, self.reverse = cell, X, W, b, states, reverse
         self.Wt = W.t()  # (H, G), what forward multiplies by
@@ -122,7 +122,7 @@ class Kernel:
 class ElmanKernel(Kernel):
     """h' = act(xp + h W^T + b). Nothing is stored beyond the states."""
 
-    def __init__(self, cell: ElmanCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+    def __init__(self, cell: ElmanStep, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
                  reverse: bool) -> None:
         if b is not None:
             X.add_(b)  # fold the recurrent bias into the inputs once
@@ -157,7 +157,7 @@ class ElmanKernel(Kernel):
 class LSTMKernel(Kernel):
     """LSTM, gate rows reordered to (i, f, o, g) so one sigmoid covers i, f and o."""
 
-    def __init__(self, cell: LSTMCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+    def __init__(self, cell: LSTMStep, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
                  reverse: bool) -> None:
         T, B, G = X.shape
         H = G // 4
@@ -276,7 +276,7 @@ class LSTMKernel(Kernel):
 class GRUKernel(Kernel):
     """GRU, reset-after: the recurrent matmul output hw is kept (hw_n feeds the n gate)."""
 
-    def __init__(self, cell: GRUCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+    def __init__(self, cell: GRUStep, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
                  reverse: bool) -> None:
         super().__init__(cell, X, W, b, states, reverse)
         T, B, G = X.shape
@@ -339,7 +339,7 @@ class AutogradKernel(Kernel):
     """Any other ``Structured`` cell: ``pointwise`` runs without a graph in forward and is
     re-run under autograd, one step at a time, in backward (the matmuls stay outside)."""
 
-    def __init__(self, cell: Structured, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+    def __init__(self, cell: StructuredStep, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
                  reverse: bool, extra_params: Sequence[tuple[str, Tensor]] = ()) -> None:
         super().__init__(cell, X, W, b, states, reverse)  # X keeps the raw inputs for recomputation
         self.HW = X.new_empty(X.shape)
@@ -393,7 +393,7 @@ class AutogradKernel(Kernel):
 class _Pointwise(nn.Module):
     """Calls ``cell.pointwise``, so torch.func.functional_call can rebind the cell's parameters."""
 
-    def __init__(self, cell: Structured) -> None:
+    def __init__(self, cell: StructuredStep) -> None:
         super().__init__()
         self.cell = cell
 
@@ -405,24 +405,25 @@ def _or_zeros(g: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if g is None else g
 
 
-def extra_params(cell: Structured) -> tuple[tuple[str, Tensor], ...]:
+def extra_params(cell: StructuredStep) -> tuple[tuple[str, Tensor], ...]:
     """The (name, parameter) pairs the pointwise part uses besides (weight, bias), in the order
     the kernels report their gradients."""
-    if type(cell) is LSTMCell:
+    kind = builtin_step(cell)
+    if kind is LSTMStep:
         return (("peep_i", cell.peep_i), ("peep_f", cell.peep_f), ("peep_o", cell.peep_o)) if cell.peepholes else ()
-    if type(cell) in (GRUCell, ElmanCell):
+    if kind in (GRUStep, ElmanStep):
         return ()
     return tuple((n, p) for n, p in cell.named_parameters() if n not in ("weight", "bias"))
 
 
-def make_kernel(cell: Structured, X: Tensor, W: Tensor, b: Tensor | None, states: Sequence[Tensor],
+def make_kernel(cell: StructuredStep, X: Tensor, W: Tensor, b: Tensor | None, states: Sequence[Tensor],
                 reverse: bool) -> Kernel:
     """The fastest eager kernel that computes exactly ``cell.pointwise``."""
-    kind = type(cell)
-    if kind is LSTMCell:
+    kind = builtin_step(cell)
+    if kind is LSTMStep:
         return LSTMKernel(cell, X, W, b, list(states), reverse)
-    if kind is GRUCell:
+    if kind is GRUStep:
         return GRUKernel(cell, X, W, b, list(states), reverse)
-    if kind is ElmanCell:
+    if kind is ElmanStep:
         return ElmanKernel(cell, X, W, b, list(states), reverse)
     return AutogradKernel(cell, X, W, b, list(states), reverse, extra_params(cell))

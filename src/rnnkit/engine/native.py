@@ -114,7 +114,8 @@ def ptr(t: Tensor | None) -> int | None:
 
 
 # ---------------------------------------------------------------------------- kernels
-from rnnkit.cells import ElmanCell, GRUCell, LSTMCell  # noqa: E402  (after the loader, on purpose)
+from rnnkit.engine.kinds import builtin_step  # noqa: E402  (after the loader, on purpose)
+from rnnkit.steps import ElmanStep, GRUStep, LSTMStep  # noqa: E402
 from rnnkit.engine.gemm import mm_nt  # noqa: E402
 from rnnkit.engine.kernels import ElmanKernel, GRUKernel, Kernel, LSTMKernel  # noqa: E402
 
@@ -152,7 +153,7 @@ class NativeElmanKernel(_Native, ElmanKernel):
 class NativeLSTMKernel(_Native, Kernel):
     """The C loop keeps torch's gate order, so no reordering copies are made."""
 
-    def __init__(self, cell: LSTMCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+    def __init__(self, cell: LSTMStep, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
                  reverse: bool) -> None:
         if b is not None:
             X.add_(b)  # fold the recurrent bias into the inputs once
@@ -197,17 +198,17 @@ def make_native_kernel(cell: object, X: Tensor, W: Tensor, b: Tensor | None, sta
     """A native kernel for ``cell`` if this call qualifies, else None."""
     if not plain_bptt or X.dtype != torch.float32 or X.device.type != "cpu" or X.shape[1] > MAX_BATCH:
         return None
-    kind = type(cell)
-    if kind not in (ElmanCell, LSTMCell, GRUCell) or (kind is LSTMCell and cell.peepholes):  # type: ignore[attr-defined]
+    kind = builtin_step(cell)
+    if kind not in (ElmanStep, LSTMStep, GRUStep) or (kind is LSTMStep and cell.peepholes):  # type: ignore[attr-defined]
         return None
     lib = library()
     if lib is None:
         return None
     W = W.detach()
     b = None if b is None else b.detach()
-    if kind is LSTMCell:
+    if kind is LSTMStep:
         kernel: Kernel = NativeLSTMKernel(cell, X, W, b, states, reverse)  # type: ignore[arg-type]
-    elif kind is GRUCell:
+    elif kind is GRUStep:
         kernel = NativeGRUKernel(cell, X, W, b, states, reverse)  # type: ignore[arg-type]
     else:
         kernel = NativeElmanKernel(cell, X, W, b, states, reverse)  # type: ignore[arg-type]
@@ -233,7 +234,7 @@ class HybridLSTMKernel(Kernel):
 
     reads_after = True  # bwd recomputes tanh(c') from the state after the step
 
-    def __init__(self, cell: LSTMCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+    def __init__(self, cell: LSTMStep, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
                  reverse: bool, mm_dtype: torch.dtype | None = None) -> None:
         if b is not None:
             X.add_(b)  # fold the recurrent bias into the inputs once
@@ -292,7 +293,7 @@ class _StepMatmul:
 class HybridGRUKernel(GRUKernel):
     """The GRU counterpart of HybridLSTMKernel (reset-after; hw_n is kept for the backward)."""
 
-    def __init__(self, cell: GRUCell, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
+    def __init__(self, cell: GRUStep, X: Tensor, W: Tensor, b: Tensor | None, states: list[Tensor],
                  reverse: bool, mm_dtype: torch.dtype | None = None) -> None:
         super().__init__(cell, X, W.contiguous(), b, states, reverse)
         self.B = X.shape[1]
@@ -325,15 +326,15 @@ def make_hybrid_kernel(cell: object, X: Tensor, W: Tensor, b: Tensor | None, sta
     ``mm_dtype=torch.bfloat16`` runs the per-step matmuls in bf16 (see _StepMatmul)."""
     if X.dtype != torch.float32 or X.device.type != "cpu":
         return None
-    kind = type(cell)
-    if kind not in (LSTMCell, GRUCell) or (kind is LSTMCell and cell.peepholes):  # type: ignore[attr-defined]
+    kind = builtin_step(cell)
+    if kind not in (LSTMStep, GRUStep) or (kind is LSTMStep and cell.peepholes):  # type: ignore[attr-defined]
         return None
     lib = library()
     if lib is None:
         return None
     W = W.detach()
     b = None if b is None else b.detach()
-    kernel: Kernel = (HybridLSTMKernel if kind is LSTMCell else HybridGRUKernel)(  # type: ignore[operator]
+    kernel: Kernel = (HybridLSTMKernel if kind is LSTMStep else HybridGRUKernel)(  # type: ignore[operator]
         cell, X, W, b, states, reverse, mm_dtype)
     kernel.lib = lib  # type: ignore[attr-defined]
     return kernel

@@ -87,10 +87,10 @@ class Regularisers:
 
     def check_cell(self, cell: Any) -> None:
         """Recurrent dropout and weight drop need one recurrent matmul: a ``Structured`` cell."""
-        from rnnkit.cells.structured import Structured
+        from rnnkit.steps.structured import StructuredStep
 
         for name in ("recurrent_dropout", "weight_drop"):
-            if getattr(self, name) and not isinstance(cell, Structured):
+            if getattr(self, name) and not isinstance(cell, StructuredStep):
                 raise bad_argument(name, "0 for a cell without one recurrent matrix (not a rnnkit.Structured cell)",
                                    f"{getattr(self, name)} with {type(cell).__name__}",
                                    "subclass rnnkit.Structured, or use zoneout / input_dropout")

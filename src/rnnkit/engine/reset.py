@@ -34,10 +34,11 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
-from rnnkit.cells.base import Recurrent, Scan
 from rnnkit.engine.bptt import BPTT, GradientTap
 from rnnkit.engine.masks import lengths_to_mask
+from rnnkit.engine.result import Scan
 from rnnkit.errors import bad_argument
+from rnnkit.steps.base import RecurrentStep
 
 __all__ = ["check_reset", "check_step_reset", "flip_reset", "restart", "run_cell_reset", "segment_starts", "truncation_cuts"]
 
@@ -160,7 +161,7 @@ class _ShiftedTap(GradientTap):
 
 def run_cell_reset(
     run: Callable[..., Scan],
-    cell: Recurrent,
+    cell: RecurrentStep,
     sequences: Mapping[str, Tensor],
     states: Mapping[str, Tensor],
     fresh: Mapping[str, Tensor],

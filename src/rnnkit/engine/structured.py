@@ -32,9 +32,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
-from rnnkit.cells.base import Scan
-from rnnkit.cells.structured import Structured
 from rnnkit.engine.bptt import BPTT
 from rnnkit.engine.double import recompute_backward
 from rnnkit.engine.gemm import mm_tn
@@ -42,8 +39,11 @@ from rnnkit.engine.compiler import compile_cell
 from rnnkit.engine.compiler.kernels import EagerKernel, SeqKernel, StepKernel, make_compiled_kernel
 from rnnkit.engine.compiler.trace import extra_params as pointwise_params
 from rnnkit.engine.kernels import AutogradKernel, Kernel, extra_params, make_kernel
+from rnnkit.engine.kinds import builtin_step
 from rnnkit.engine.native import library, make_hybrid_kernel, make_native_kernel
 from rnnkit.engine.regularise import Masks
+from rnnkit.engine.result import Scan
+from rnnkit.steps import ElmanStep, GRUStep, LSTMStep, StructuredStep
 
 __all__ = ["can_run_structured", "scan_structured"]
 
@@ -53,11 +53,11 @@ __all__ = ["can_run_structured", "scan_structured"]
 LEGACY = os.environ.get("RNNKIT_LEGACY_KERNELS", "1") == "1"
 
 
-def _legacy(cell: Structured) -> bool:
-    return LEGACY and type(cell) in (ElmanCell, GRUCell, LSTMCell)
+def _legacy(cell: StructuredStep) -> bool:
+    return LEGACY and builtin_step(cell) in (ElmanStep, GRUStep, LSTMStep)
 
 
-def _upcast(cell: Structured, xp: Tensor) -> bool:
+def _upcast(cell: StructuredStep, xp: Tensor) -> bool:
     """True for a bfloat16 CPU call of a cell that the float32 C code serves."""
     if xp.dtype != torch.bfloat16 or xp.device.type != "cpu":
         return False
@@ -80,7 +80,7 @@ def _keep_graph() -> bool:
 def can_run_structured(cell: Any, contexts: dict[str, Tensor]) -> bool:
     """True when the fast loop computes exactly what ``cell.step`` does."""
     return (
-        isinstance(cell, Structured)
+        isinstance(cell, StructuredStep)
         and not contexts
         and tuple(cell.sequences) == ("inputs",)
         and cell.output_names == tuple(cell.states)
@@ -90,7 +90,7 @@ def can_run_structured(cell: Any, contexts: dict[str, Tensor]) -> bool:
 class _Setup:
     """The per-call constants the forward hands to the backward."""
 
-    def __init__(self, cell: Structured, reverse: bool, bptt: BPTT, scope: str, donate: bool,
+    def __init__(self, cell: StructuredStep, reverse: bool, bptt: BPTT, scope: str, donate: bool,
                  rebuild: Any = None) -> None:
         self.cell, self.reverse, self.bptt, self.scope, self.donate = cell, reverse, bptt, scope, donate
         self.rebuild = rebuild  # () -> xp's values once the kernel overwrote them (double backward)
@@ -370,7 +370,7 @@ def _truncation_cuts(k: int, m: Tensor | None, T: int, B: int, device: torch.dev
 
 
 def scan_structured(
-    cell: Structured,
+    cell: StructuredStep,
     xp: Tensor,
     states0: dict[str, Tensor],
     mask: Tensor | None,

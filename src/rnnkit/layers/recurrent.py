@@ -35,6 +35,7 @@ from rnnkit.engine.dispatch import Plan, make_plan
 from rnnkit.engine.fused import run_fused, run_fused_packed
 from rnnkit.engine.gemm import linear
 from rnnkit.engine.hooks import run_pre_hooks
+from rnnkit.engine.kinds import fused_kind
 from rnnkit.engine.masks import check_lengths, lengths_to_mask, resolve_mask
 from rnnkit.engine.reset import check_reset, check_step_reset, restart, run_cell_reset
 from rnnkit.errors import bad_argument
@@ -179,7 +180,7 @@ class RecurrentLayer(TorchNames):
 
     def why_not_fused(self, bptt: BPTT | None = None, prefix_mask: bool = True, dtype: torch.dtype | None = None) -> str | None:
         """None if the fused backend can run this call, else the reason it cannot."""
-        kinds = {d.cell.fused_kind for d in self.directions()}
+        kinds = {fused_kind(d.cell) for d in self.directions()}
         if None in kinds or len(kinds) != 1:
             if self.config.peepholes:
                 return "peepholes, which the native LSTM kernel does not implement"
@@ -376,7 +377,7 @@ class RecurrentLayer(TorchNames):
 
     @property
     def fused_kind(self) -> str:
-        kind = self.layers[0].fwd.cell.fused_kind
+        kind = fused_kind(self.layers[0].fwd.cell)
         if kind is None:
             raise ValueError(f"{type(self).__name__}: this cell configuration has no fused kernel")
         return kind

@@ -191,9 +191,9 @@ def explain(cell_or_layer: Any) -> str | None:
     """Why a cell (or the first of a layer's cells that does not compile) cannot compile, naming
     the op or value; None when everything compiles. Such a cell runs on the autograd kernel."""
     if not hasattr(cell_or_layer, "pointwise") and hasattr(cell_or_layer, "modules"):
-        from rnnkit.cells.base import Recurrent
+        from rnnkit.steps.base import RecurrentStep
 
-        cells = [m for m in cell_or_layer.modules() if isinstance(m, Recurrent)]
+        cells = [m for m in cell_or_layer.modules() if isinstance(m, RecurrentStep)]
         reasons = [r for r in (_lower(c)[1] for c in cells) if r is not None]
         return reasons[0] if reasons else None
     return _lower(cell_or_layer)[1]

@@ -4,14 +4,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnkit.cells.structured import Structured
+from rnnkit.steps.structured import StructuredStep
 from rnnkit.init import Initializer
 
-__all__ = ["LSTMCell"]
+__all__ = ["LSTMStep"]
 
 
-class LSTMCell(Structured):
-    """LSTM transition on an already-projected input, gate order (i, f, g, o) as in torch.nn.
+class LSTMStep(StructuredStep):
+    """LSTM transition on an already-projected input, gate order (i, f, g, o) as in torch.nn
+    (the math of ``rnnkit.cells.LSTMCell``).
 
     ``inputs`` is x_t W_ih^T + b_ih, (B, 4H)::
 
@@ -23,11 +24,10 @@ class LSTMCell(Structured):
     previous cell c, the o gate sees the new cell c'. ``forget_bias`` initialises the forget
     slice of the recurrent bias (Jozefowicz et al. 2015 recommend 1.0).
 
-        >>> import torch, rnnkit
-        >>> cell = rnnkit.cells.LSTMCell(4)
-        >>> h, c = cell(torch.zeros(2, 5, 16))      # (B, T, 4H) -> (B, T, H) twice
+        >>> import torch
+        >>> h, c = LSTMStep(4).step(torch.zeros(2, 16), torch.zeros(2, 4), torch.zeros(2, 4))   # (B, 4H), (B, H) x 2
         >>> tuple(h.shape), tuple(c.shape)
-        ((2, 5, 4), (2, 5, 4))
+        ((2, 4), (2, 4))
     """
 
     states = ("h", "c")
@@ -56,8 +56,6 @@ class LSTMCell(Structured):
             self.peep_i = nn.Parameter(torch.zeros(hidden_size))  # (H,)
             self.peep_f = nn.Parameter(torch.zeros(hidden_size))  # (H,)
             self.peep_o = nn.Parameter(torch.zeros(hidden_size))  # (H,)
-        else:
-            self.fused_kind = "lstm"
 
     def pointwise(self, inputs: Tensor, hw: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         i, f, g, o = (inputs + hw).chunk(4, dim=1)  # 4 x (B, H)

@@ -4,13 +4,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.cells.structured import Structured
+from rnnkit.steps.structured import StructuredStep
 
-__all__ = ["GRUCell"]
+__all__ = ["GRUStep"]
 
 
-class GRUCell(Structured):
-    """GRU transition on an already-projected input, gate order (r, z, n) as in torch.nn.
+class GRUStep(StructuredStep):
+    """GRU transition on an already-projected input, gate order (r, z, n) as in torch.nn
+    (the math of ``rnnkit.cells.GRUCell``).
 
     ``inputs`` is x_t W_ih^T + b_ih, (B, 3H); ``hw = h W^T + b`` (B, 3H)::
 
@@ -18,14 +19,13 @@ class GRUCell(Structured):
         n = tanh(x_n + r * hw_n)                  # reset applied after the matmul
         h' = (1 - z) * n + z * h
 
-        >>> import torch, rnnkit
-        >>> tuple(rnnkit.cells.GRUCell(4)(torch.zeros(2, 5, 12)).shape)   # (B, T, 3H) -> (B, T, H)
-        (2, 5, 4)
+        >>> import torch
+        >>> tuple(GRUStep(4).step(torch.zeros(2, 12), torch.zeros(2, 4)).shape)   # (B, 3H), (B, H) -> (B, H)
+        (2, 4)
     """
 
     states = ("h",)
     gates = 3
-    fused_kind = "gru"
 
     def pointwise(self, inputs: Tensor, hw: Tensor, h: Tensor) -> Tensor:  # type: ignore[override]
         x_r, x_z, x_n = inputs.chunk(3, dim=1)  # 3 x (B, H)

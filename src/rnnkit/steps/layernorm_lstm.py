@@ -5,14 +5,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.cells.structured import Structured
+from rnnkit.steps.structured import StructuredStep
 from rnnkit.init import Initializer
 
-__all__ = ["LayerNormLSTMCell"]
+__all__ = ["LayerNormLSTMStep"]
 
 
-class LayerNormLSTMCell(Structured):
-    """LSTM with layer normalisation of the input and recurrent contributions and of the cell.
+class LayerNormLSTMStep(StructuredStep):
+    """LSTM with layer normalisation of the input and recurrent contributions and of the cell
+    (the math of ``rnnkit.cells.LayerNormLSTMCell``).
 
     ``inputs`` is the projected input x_t W_ih^T (B, 4H); the recurrent matmul carries no bias,
     the gain/bias of the layer norms do that job::
@@ -20,10 +21,10 @@ class LayerNormLSTMCell(Structured):
         gates = LN_x(inputs) + LN_h(h W^T) + b
         c' = sigmoid(f) * c + sigmoid(i) * tanh(g);  h' = sigmoid(o) * tanh(LN_c(c'))
 
-        >>> import torch, rnnkit
-        >>> h, c = rnnkit.cells.LayerNormLSTMCell(4)(torch.randn(2, 5, 16))
-        >>> tuple(h.shape)
-        (2, 5, 4)
+        >>> import torch
+        >>> h, c = LayerNormLSTMStep(4).step(torch.randn(2, 16), torch.zeros(2, 4), torch.zeros(2, 4))
+        >>> tuple(h.shape)                                          # (B, H)
+        (2, 4)
     """
 
     states = ("h", "c")

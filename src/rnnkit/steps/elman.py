@@ -6,11 +6,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from rnnkit.cells.structured import Structured
+from rnnkit.steps.structured import StructuredStep
 from rnnkit.errors import bad_argument
 from rnnkit.init import Initializer
 
-__all__ = ["ElmanCell", "SimpleRecurrent", "ACTIVATIONS"]
+__all__ = ["ACTIVATIONS", "ElmanStep"]
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
@@ -19,17 +19,17 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-class ElmanCell(Structured):
-    """Elman's simple recurrent transition on an already-projected input.
+class ElmanStep(StructuredStep):
+    """Elman's simple recurrent transition on an already-projected input (the math of ``rnnkit.cells.ElmanCell``).
 
     ``inputs`` is x_t W_ih^T + b_ih, (B, H); the step is ``h' = act(inputs + h W^T + b)``. With
     ``activation="identity"`` and ``weight_init=init.identity()`` it is the accumulator of the
     Blocks tutorial::
 
         >>> import torch, rnnkit
-        >>> cell = rnnkit.cells.ElmanCell(3, activation="identity", weight_init=rnnkit.init.identity())
-        >>> cell(torch.ones(1, 3, 3))[0, :, 0].tolist()    # (B, T, H)
-        [1.0, 2.0, 3.0]
+        >>> step = ElmanStep(3, activation="identity", weight_init=rnnkit.init.identity())
+        >>> step.step(torch.ones(1, 3), torch.ones(1, 3))[0].tolist()    # (B, H), (B, H) -> (B, H)
+        [2.0, 2.0, 2.0]
     """
 
     states = ("h",)
@@ -56,7 +56,6 @@ class ElmanCell(Structured):
         )
         self.activation = activation
         self._act = ACTIVATIONS[activation]
-        self.fused_kind = {"tanh": "rnn_tanh", "relu": "rnn_relu"}.get(activation)
 
     def pointwise(self, inputs: Tensor, hw: Tensor, h: Tensor) -> Tensor:  # type: ignore[override]
         return self._act(inputs + hw)  # (B, H)
@@ -64,5 +63,3 @@ class ElmanCell(Structured):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, activation={self.activation!r}"
 
-
-SimpleRecurrent = ElmanCell  # Blocks' name for the same brick

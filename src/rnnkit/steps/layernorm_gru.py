@@ -4,14 +4,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnkit.cells.structured import Structured
+from rnnkit.steps.structured import StructuredStep
 from rnnkit.init import Initializer
 
-__all__ = ["LayerNormGRUCell"]
+__all__ = ["LayerNormGRUStep"]
 
 
-class LayerNormGRUCell(Structured):
-    """GRU (reset-after, gate order r, z, n) with layer normalisation of both contributions.
+class LayerNormGRUStep(StructuredStep):
+    """GRU (reset-after, gate order r, z, n) with layer normalisation of both contributions
+    (the math of ``rnnkit.cells.LayerNormGRUCell``).
 
     ``inputs`` is the projected input x_t W_ih^T (B, 3H); the recurrent matmul carries no bias, the
     gate bias and the layer norms' gains do that job::
@@ -20,9 +21,9 @@ class LayerNormGRUCell(Structured):
         r = sigmoid(a_r + q_r);  z = sigmoid(a_z + q_z)
         n = tanh(a_n + r * q_n);  h' = (1 - z) * n + z * h
 
-        >>> import torch, rnnkit
-        >>> tuple(rnnkit.cells.LayerNormGRUCell(4)(torch.randn(2, 5, 12)).shape)   # (B, T, 3H) -> (B, T, H)
-        (2, 5, 4)
+        >>> import torch
+        >>> tuple(LayerNormGRUStep(4).step(torch.randn(2, 12), torch.zeros(2, 4)).shape)   # (B, 3H), (B, H) -> (B, H)
+        (2, 4)
     """
 
     states = ("h",)
