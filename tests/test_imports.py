@@ -3,7 +3,9 @@
 The graph is read from the source with ``ast`` (nothing is imported): every ``import`` and
 ``from ... import`` anywhere in a file, function-level ones included, since a deferred import is
 still a dependency. ``from a.b import c`` counts as an import of the module ``a.b.c`` when that
-is a file, else of ``a.b``. Imports under ``if TYPE_CHECKING:`` never run and are skipped.
+is a file, else of ``a.b``. Importing ``a.b.c`` first runs the packages ``a`` and ``a.b`` (their
+``__init__``), so it also counts as an import of each package above the target that does not
+already contain the importing module. Imports under ``if TYPE_CHECKING:`` never run and are skipped.
 """
 from __future__ import annotations
 
@@ -60,7 +62,14 @@ def _imports(tree: ast.AST, module: str, is_package: bool, known: set[str]) -> s
                 name = name.rpartition(".")[0]
             if name.startswith(PACKAGE) and name != module:
                 targets.add(name)
-    return targets
+    return targets | _packages_run(targets, module)
+
+
+def _packages_run(targets: set[str], module: str) -> set[str]:
+    """The packages whose ``__init__`` an import of ``targets`` runs: every package above a target,
+    except those that contain ``module`` (they are already running when it imports)."""
+    ancestors = {".".join(t.split(".")[:k]) for t in targets for k in range(1, t.count(".") + 1)}
+    return {a for a in ancestors if not (module == a or module.startswith(a + "."))}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -126,6 +135,10 @@ def test_the_graph_sees_deferred_relative_and_submodule_imports(tmp_path: Path) 
              "rnnkit.checkpoint", "rnnkit.training"}
     assert _imports(ast.parse(source), "rnnkit.cells.elman", False, known) == {
         "rnnkit.cells.base", "rnnkit.cells.gru", "rnnkit.cells.lstm", "rnnkit.checkpoint"}
+    # an import of a submodule runs its packages' __init__ first (not those the importer is in)
+    known |= {"rnnkit.generation", "rnnkit.generation.decoder", "rnnkit.models", "rnnkit.models.lm"}
+    assert _imports(ast.parse("from rnnkit.generation.decoder import Generator\n"), "rnnkit.models.lm", False,
+                    known) == {"rnnkit.generation.decoder", "rnnkit.generation"}
 
 
 def test_the_package_has_no_import_cycle() -> None:

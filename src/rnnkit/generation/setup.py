@@ -12,7 +12,10 @@ Two kinds of checkpoint decode:
 The task is read from the checkpoint's metadata (``metadata["task"]``, as ``rnnkit train`` writes
 it, or the ``task`` field of ``metadata["train_config"]``); ``grammar=`` names it for
 a Reber model saved without metadata. Anything else (a classifier, a regressor, a model of
-another task) is refused with an error that says so.
+another task) is refused with an error that says so. The kind of model is the checkpoint's
+registered model type (``checkpoint.model_type``): this package decodes any model through the
+``DecodingModel`` protocol and imports no model class, so ``rnnkit.models`` can offer
+``generate()`` on top of it without an import cycle.
 
 Example:
     >>> import tempfile, rnnkit
@@ -35,8 +38,6 @@ from rnnkit.data.automaton import Automaton
 from rnnkit.data.vocab import Vocab
 from rnnkit.errors import bad_argument
 from rnnkit.generation.decoder import Generator
-from rnnkit.models.language_model import LanguageModel
-from rnnkit.models.tagger import SequenceTagger
 
 __all__ = ["GRAMMARS", "DecodingTask", "from_checkpoint", "task_of"]
 
@@ -96,7 +97,7 @@ def from_checkpoint(checkpoint: str | os.PathLike[str] | Checkpoint, *, grammar:
         raise bad_argument("grammar", f"one of {', '.join(GRAMMARS)}", grammar, "pick the grammar the model learned")
     task = task_of(ckpt)
     model = ckpt.model
-    if isinstance(model, LanguageModel):
+    if ckpt.model_type == "LanguageModel":
         if task not in (None, "text"):
             raise _not_a_language_model(ckpt, f", trained on task {task!r}")
         if grammar is not None or constrained:
@@ -110,7 +111,7 @@ def from_checkpoint(checkpoint: str | os.PathLike[str] | Checkpoint, *, grammar:
         vocab = Vocab.from_json(ckpt.vocab)
         prompt = "\n" if "\n" in vocab.chars else None
         return Generator(model, vocab=vocab), DecodingTask("text", prompt, 500, None, 1, None)
-    if isinstance(model, SequenceTagger):
+    if ckpt.model_type == "SequenceTagger":
         if task is not None and task not in GRAMMARS:
             raise _not_a_language_model(ckpt, f", trained on task {task!r}")
         if task is not None and grammar is not None and grammar != task:

@@ -1,7 +1,7 @@
 """A layer to the equal ``torch.nn.RNN``/``LSTM``/``GRU`` (``RecurrentLayer.to_torch``).
 
-It reads only what every layer has (its config, ``flat_weights()`` and ``why_not_fused()``), so it
-imports no layer class: ``rnnkit.layers.recurrent`` uses it, and ``rnnkit.layers.convert`` (which
+It reads only what every layer has (its config, ``flat_weights()`` and ``why_not_fused()``: the
+``Convertible`` protocol), so it imports no layer class, not even for type checking: ``rnnkit.layers.recurrent`` uses it, and ``rnnkit.layers.convert`` (which
 builds layers, ``from_torch``) re-exports it.
 
     >>> import torch, rnnkit
@@ -13,18 +13,26 @@ builds layers, ``from_torch``) re-exports it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
-from torch import nn
-
-if TYPE_CHECKING:
-    from rnnkit.layers.recurrent import RecurrentLayer
+from torch import Tensor, nn
 
 __all__ = ["to_torch"]
 
 
-def to_torch(layer: RecurrentLayer) -> nn.RNNBase:
+class Convertible(Protocol):
+    """What ``to_torch`` reads of a layer (``rnnkit.layers.RecurrentLayer`` has it all)."""
+
+    config: Any  # rnnkit.layers.LayerConfig
+    training: bool
+
+    def why_not_fused(self) -> str | None: ...
+
+    def flat_weights(self) -> list[Tensor]: ...
+
+
+def to_torch(layer: Convertible) -> nn.RNNBase:
     """The ``torch.nn`` module equal to ``layer`` (same ``batch_first``); built-in kernels only."""
     why = layer.why_not_fused()
     if why is not None:
