@@ -5,6 +5,14 @@ hw blocks (or their sums), the states and per-feature parameters, combined by th
 compiler supports (including chunk/cat round trips and per-row reductions). Every op is
 written to stay in its domain (log and pow of positive values, division by 1 + a^2), and
 every output goes through a bounded function, so long scans stay finite.
+
+Every op is also kept well-conditioned, because the test compares two float32 computations that
+round differently: a program that amplifies rounding makes any fixed tolerance the wrong
+oracle. The one such op found (three failures in about 16,000 random cells) was layer norm with
+torch's default eps=1e-5 over a (B, 3) row whose values are nearly equal: it divides by
+sqrt(var + eps), so a row of std 5e-4 (seen) multiplies rounding by about 300, and eager
+autograd's own float32 result was then 1.5e-4 from the float64 one (the compiled C: 3e-5). Both
+layer norms here use eps = LN_EPS = 0.05: at most sqrt(1/0.05) ~ 4.5x, the same code path.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ UNARY = ["sigmoid", "tanh", "relu", "exp_tanh", "log1p_sq", "abs", "clamp", "pow
 BINARY = ["add", "sub", "mul", "div_pos", "max", "min", "where"]
 ROWWISE = ["layernorm", "meanvar", "sum_scale", "ln_param"]
 BOUNDED = ["sigmoid", "tanh", "clamp"]
+LN_EPS = 0.05  # layer norm's eps: bounds its rounding amplification (module docstring)
 
 
 @dataclass(frozen=True)
@@ -120,8 +129,9 @@ def make_cell(program: Program, hidden: int, seed: int = 0) -> rnnkit.Structured
             gen = torch.Generator().manual_seed(seed)
             self.extra = nn.ParameterList(
                 [nn.Parameter(0.5 * torch.randn(k * hidden, generator=gen)) for k in program.params])
-            with torch.no_grad():
-                self.weight.mul_(0.5)
+            with torch.no_grad():  # every value from ``seed``: a printed seed reproduces the cell
+                blocks = [torch.linalg.qr(torch.randn(hidden, hidden, generator=gen))[0] for _ in range(program.gates)]
+                self.weight.copy_(0.5 * torch.cat(blocks))  # (G*H, H): orthogonal per gate block, halved
                 self.bias.copy_(0.1 * torch.randn(self.bias.shape, generator=gen))
 
         def pointwise(self, inputs, hw, **states):  # type: ignore[no-untyped-def]
@@ -151,9 +161,9 @@ def make_cell(program: Program, hidden: int, seed: int = 0) -> rnnkit.Structured
         def _rowwise(self, op: str, xs: list[torch.Tensor]) -> torch.Tensor:
             wide = torch.cat(xs, dim=1) if len(xs) > 1 else xs[0]  # (B, k*H)
             if op == "layernorm":
-                y = F.layer_norm(wide, (wide.shape[1],))
+                y = F.layer_norm(wide, (wide.shape[1],), None, None, LN_EPS)
             elif op == "ln_param" and len(self.extra) and self.extra[0].shape[0] == wide.shape[1]:
-                y = F.layer_norm(wide, (wide.shape[1],), self.extra[0], None, 1e-3)
+                y = F.layer_norm(wide, (wide.shape[1],), self.extra[0], None, LN_EPS)
             elif op in ("meanvar", "ln_param"):
                 y = (wide - wide.mean(-1, keepdim=True)) / torch.sqrt(wide.var(-1, keepdim=True) + 1.0)
             else:

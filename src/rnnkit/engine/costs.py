@@ -6,10 +6,16 @@ ships it, so nothing is timed at import or at call time. A call is looked up by 
 
     (cell kind, dtype, device type, batch-size bucket, lengths or not, fwd or fwd+bwd)
 
-and ``auto`` takes the backend with the smaller measured median. Keys the table lacks fall back
-to the nearest measured batch bucket of the same cell, dtype, device, lengths and mode, and
-otherwise to fused. CUDA devices always keep fused: cuDNN is fast and nothing was measured on a
-GPU here.
+and ``auto`` takes the backend with the smaller measured median. A row measured in several
+passes (``calibrate_auto.py --passes N``, or runs merged with ``--from``) keeps each pass's pair
+of medians, and ``auto`` takes the backend whose worst pass is closest to that pass's faster one
+(the smaller largest ``time / min(fused, generic)``): where the two backends are a near-tie
+whose order flips from run to run, it picks the one that is never far behind. ``dtype`` is
+``"autocast-bfloat16"`` for a float32 call under a CPU bfloat16 autocast (both backends then
+compute in bfloat16 and float32 mixes that the plain float32 rows do not measure). Keys the
+table lacks fall back to the nearest measured batch bucket of the same cell, dtype, device,
+lengths and mode, and otherwise to fused. CUDA devices always keep fused: cuDNN is fast and
+nothing was measured on a GPU here.
 
     >>> from rnnkit.engine.costs import batch_bucket, cost_key
     >>> batch_bucket(1), batch_bucket(3), batch_bucket(32)
@@ -33,16 +39,35 @@ KIND_ROWS = {"rnn_tanh": "rnn", "rnn_relu": "rnn", "lstm": "lstm", "gru": "gru"}
 
 @dataclass(frozen=True)
 class Measured:
-    """One row of the table: the medians (seconds) of both backends at a measured size."""
+    """One row of the table: the medians (seconds) of both backends at a measured size.
+
+    ``passes``: (fused_s, generic_s) of each measured pass (one pass: the medians themselves).
+
+        >>> Measured("k", 1.0, 1.1, "", True).faster
+        'fused'
+        >>> Measured("k", 1.0, 1.02, "", True, ((1.0, 1.02), (1.2, 1.03))).faster  # fused 17% behind once
+        'generic'
+    """
 
     key: str
     fused_s: float
     generic_s: float
     size: str  # the measured (B, T, I, H), e.g. "B=32 T=256 I=128 H=256"
     exact: bool  # False when the row comes from the nearest bucket
+    passes: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def regret(self) -> dict[str, float]:
+        """Per backend, its worst time over the passes relative to that pass's faster backend."""
+        passes = self.passes or ((self.fused_s, self.generic_s),)
+        return {name: max(p[i] / min(p) for p in passes) for i, name in enumerate(("fused", "generic"))}
 
     @property
     def faster(self) -> str:
+        """The backend auto takes: the smaller worst-pass regret; at a tie, the smaller median."""
+        r = self.regret
+        if r["fused"] != r["generic"]:
+            return "generic" if r["generic"] < r["fused"] else "fused"
         return "generic" if self.generic_s < self.fused_s else "fused"
 
 
@@ -80,6 +105,7 @@ def lookup(key: str, table: dict | None = None) -> Measured | None:
                 probe = "|".join(parts[:3] + [names[index]] + parts[4:])
                 row = rows.get(probe)
                 if row is not None:
+                    passes = tuple((float(f), float(g)) for f, g in row.get("passes", ()))
                     return Measured(key, float(row["fused_s"]), float(row["generic_s"]), str(row.get("size", "")),
-                                    distance == 0)
+                                    distance == 0, passes)
     return None

@@ -132,18 +132,28 @@ def make_plan(
         raise _fused_error(where or type(cell).__name__, why_not_fused)
     sig = (type(cell), bool(getattr(cell, "peepholes", False)), fused_kind(cell) or "",
            getattr(cell, "hidden_size", 1) == 0, *(_compiles(cell, dtype, device) if structured else (None, None, False)))
-    return _plan(engine, sig, why_not_fused, dtype, torch.device(device), batch, lengths, backward, plain_bptt,
-                 structured, step, where or type(cell).__name__, regularised,
-                 cost_dtype or dtype)
+    device = torch.device(device)
+    return _plan(engine, sig, why_not_fused, dtype, device, batch, lengths, backward, plain_bptt,
+                 structured, step, where or type(cell).__name__, regularised, cost_dtype or dtype,
+                 _autocast(dtype, device))
+
+
+def _autocast(dtype: torch.dtype, device: torch.device) -> str | None:
+    """The cost-table dtype of a float32 call under an autocast of ``device``'s type (e.g.
+    ``"autocast-bfloat16"``), else None."""
+    if dtype != torch.float32 or device.type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device.type):
+        return None
+    return "autocast-" + str(torch.get_autocast_dtype(device.type)).removeprefix("torch.")
 
 
 @lru_cache(maxsize=4096)
 def _plan(engine: str, sig: tuple, why_not_fused: str | None, dtype: torch.dtype, device: torch.device,
           batch: int, lengths: bool, backward: bool, plain_bptt: bool, structured: bool, step: bool,
           where: str, regularised: str | None = None,
-          cost_dtype: torch.dtype | None = None) -> Plan:
+          cost_dtype: torch.dtype | None = None, autocast: str | None = None) -> Plan:
     """make_plan's decision, cached: a call pays a dictionary lookup (the decode loop calls it per
-    token). ``sig``: (cell type, peepholes, fused kind, empty cell), what the decision reads."""
+    token). ``sig``: (cell type, peepholes, fused kind, empty cell), what the decision reads.
+    ``autocast``: the autocast a float32 call runs under (its cost-table rows are its own)."""
     if engine == "generic":
         use_fused, why = False, "engine='generic' was requested"
     elif why_not_fused is not None:
@@ -151,7 +161,8 @@ def _plan(engine: str, sig: tuple, why_not_fused: str | None, dtype: torch.dtype
     elif engine == "fused":
         use_fused, why = True, "engine='fused' was requested"
     else:
-        use_fused, why = _auto(sig[2], cost_dtype or dtype, device, batch, lengths, backward, step)
+        use_fused, why = _auto(sig[2], autocast or str(cost_dtype or dtype).removeprefix("torch."), device, batch,
+                               lengths, backward, step)
     if use_fused:
         plan = Plan(engine, "fused", "fused", dtype, dtype,
                     (("backend", why), ("loop", "PyTorch's multi-layer kernel runs the whole call"),
@@ -162,21 +173,28 @@ def _plan(engine: str, sig: tuple, why_not_fused: str | None, dtype: torch.dtype
     return plan
 
 
-def _auto(kind: str, dtype: torch.dtype, device: torch.device, batch: int, lengths: bool, backward: bool,
+def _auto(kind: str, dtype: str, device: torch.device, batch: int, lengths: bool, backward: bool,
           step: bool) -> tuple[bool, str]:
-    """auto between two backends that can both serve: the faster one as measured here."""
+    """auto between two backends that can both serve: the faster one as measured here. ``dtype``:
+    the table's name for the call's dtype ("float32", "bfloat16", "autocast-bfloat16", ...)."""
     if device.type != "cpu":
         return True, (f"auto on {device.type}: fused (cuDNN on CUDA); the generic engine was not measured "
                       "on a GPU here")
     if step:
         return True, "auto for a single step: fused (one kernel call; single steps are not in the cost table)"
-    key = cost_key(kind, str(dtype).removeprefix("torch."), device.type, batch, lengths, backward)
+    key = cost_key(kind, dtype, device.type, batch, lengths, backward)
     row = lookup(key)
+    if row is None and dtype.startswith("autocast-"):  # a table without autocast rows: the dtype it computes in
+        row = lookup(cost_key(kind, dtype.removeprefix("autocast-"), device.type, batch, lengths, backward))
     if row is None:
         return True, f"auto: no measurement for {key}; fused, torch.nn's own kernels"
     near = "" if row.exact else " (nearest measured batch size)"
     figures = (f"measured {row.generic_s * 1e3:.3g} ms generic vs {row.fused_s * 1e3:.3g} ms fused at "
-               f"{row.size}{near}, key {key}")
+               f"{row.size}{near}, key {row.key}")
+    if len(row.passes) > 1:
+        r = row.regret
+        figures += (f"; over {len(row.passes)} passes at worst {r['fused']:.2f}x (fused) vs {r['generic']:.2f}x "
+                    "(generic) the faster")
     return row.faster == "fused", f"auto: {row.faster} is faster here ({figures})"
 
 
