@@ -124,7 +124,7 @@ def test_diagnose_run_errors_are_one_clear_line(reber_run, tmp_path, capsys):
     import shutil
 
     shutil.copytree(reber_run / "checkpoint", broken)
-    weights = next(p for p in broken.iterdir() if p.suffix == ".safetensors")
+    weights = next(broken.glob("weights-*.safetensors"))  # the model's weights (a damaged training state blocks only --resume)
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
