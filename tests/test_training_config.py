@@ -12,9 +12,10 @@ from rnnkit.training.schedule import PLAN_STEPS, LRSchedule, plan_point, plan_st
 
 def test_main_job_defaults_are_the_issue_setup() -> None:
     c = make_config()
-    # lr 3e-2 since issue 12: "solved" includes sampling grammatical words, reached in ~40% of the words of 1e-2
+    # lr 3e-2 since issue 12: "solved" includes sampling grammatical words, reached in ~40% of the words of 1e-2;
+    # batch 8 since stop 17: about half the words of batch 16 (median 7,120 vs 13,600 over seeds 1-10)
     assert (c.task, c.cell, c.hidden_size, c.optimizer, c.lr, c.batch_size) == ("embedded-reber", "lstm", 64, "adam",
-                                                                                0.03, 16)
+                                                                                0.03, 8)
     assert c.stop_when_solved and c.eval_every == 10 and c.eval_size == 1000
 
 

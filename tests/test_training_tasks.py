@@ -73,7 +73,7 @@ def test_reber_batches_depend_only_on_seed_rank_and_step() -> None:
     assert _inputs(a.batch(3)) != _inputs(ReberTask(make_config("embedded-reber", overrides={"seed": 1})).batch(3))
     batch = a.batch(0)
     assert all(reber.in_grammar(w + "E", embedded=True) for w in _inputs(batch))
-    assert batch.sequences == 16 and batch.tokens == int(batch.mask.sum())
+    assert batch.sequences == config.batch_size == 8 and batch.tokens == int(batch.mask.sum())
 
 
 def test_held_out_words_do_not_depend_on_the_run_seed() -> None:

@@ -155,12 +155,12 @@ def test_records_checkpoint_and_summary(tmp_path: Path) -> None:
     result = fit(reber_config(tmp_path, plot=True))
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert records == json.loads(json.dumps(result.history))
-    assert [r["step"] for r in records] == [8, 16, 24] and records[-1]["sequences"] == 24 * 16
+    assert [r["step"] for r in records] == [8, 16, 24] and records[-1]["sequences"] == 24 * 8
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(summary) and summary["world_size"] == 1
     assert set(summary["metrics"]) == {"next_symbol_set_accuracy", "long_range_accuracy"}
-    assert summary["train_sequences"] == 24 * 16 and summary["checkpoint"] == str(tmp_path / "checkpoint")
+    assert summary["train_sequences"] == 24 * 8 and summary["checkpoint"] == str(tmp_path / "checkpoint")
     assert same_weights(load(tmp_path / "checkpoint"), result.model)
     ckpt = load_checkpoint(tmp_path / "checkpoint")
     assert ckpt.metadata["train_config"]["hidden_size"] == 16 and ckpt.metadata["summary"]["stopped"] == "steps"
