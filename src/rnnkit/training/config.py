@@ -2,8 +2,8 @@
 
 A config is built in three layers, each overriding the one before:
 
-1. the task's own defaults, ``TASK_DEFAULTS[task]`` (e.g. Adam 1e-2 and batch 16 for the
-   Reber grammars, a 2-layer LSTM with dropout and a cosine schedule for text);
+1. the task's own defaults, ``TASK_DEFAULTS[task]`` (e.g. Adam 3e-2 and batch 8 for the
+   embedded Reber grammar, a 2-layer LSTM with dropout and a cosine schedule for text);
 2. a named recipe, ``RECIPES[recipe]`` (``"modern"`` changes nothing; ``"seed001"`` is seed 001's
    own setup: hidden 10, plain SGD at lr 0.2, one word per step, a learned initial state);
 3. the caller's overrides (the CLI passes only the flags the user gave).
@@ -17,7 +17,7 @@ the caller's own overrides; ``sized_for_budget`` records it.
 Example:
     >>> config = make_config("embedded-reber", overrides={"seed": 3})
     >>> config.cell, config.hidden_size, config.lr, config.batch_size, config.seed
-    ('lstm', 64, 0.03, 16, 3)
+    ('lstm', 64, 0.03, 8, 3)
     >>> make_config("embedded-reber", "seed001").optimizer
     'sgd'
     >>> parse_duration("1h30m"), parse_duration("1.5h"), parse_duration("90s"), parse_duration("45")
