@@ -6,7 +6,7 @@
 2. The embedded grammar, Elman against LSTM under the seed's own recipe (hidden 10, plain SGD
    lr 0.2, one word per step, learned h0), with the figures as measured: seed 001 says the
    Elman net cannot carry the long-range dependency. Then an LSTM under the modern recipe
-   (hidden 64, Adam 1e-2, batch 16: ``rnnkit train``'s main job).
+   (hidden 64, Adam 1e-2, batch 16: the recipe ``rnnkit train``'s main job was built on).
 3. The exercise: a 4-unit Elman net regresses seed 001's sine/cosine sequences (SGD lr 0.1).
 
 The full run uses the seed's recipe throughout (at most 10,000 words for part 1, 40,000 per
