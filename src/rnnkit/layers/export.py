@@ -4,6 +4,12 @@ It reads only what every layer has (its config, ``flat_weights()`` and ``why_not
 ``Convertible`` protocol), so it imports no layer class, not even for type checking: ``rnnkit.layers.recurrent`` uses it, and ``rnnkit.layers.convert`` (which
 builds layers, ``from_torch``) re-exports it.
 
+torch.nn has no regularisers, so a regularised layer is never converted silently: the dropouts
+(``input_dropout``, ``recurrent_dropout``, ``weight_drop``) are dropped only when asked,
+``to_torch(layer, drop_regularisers=True)`` (the module then equals the layer in eval mode and
+trains without them), and ``zoneout`` is refused: its eval mode is its expectation, which no
+torch.nn module computes.
+
     >>> import torch, rnnkit
     >>> layer = rnnkit.LSTM(4, 6, num_layers=2)
     >>> module = to_torch(layer)
@@ -18,6 +24,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from rnnkit.errors import bad_argument
+
 __all__ = ["to_torch"]
 
 
@@ -27,18 +35,34 @@ class Convertible(Protocol):
     config: Any  # rnnkit.layers.LayerConfig
     training: bool
 
-    def why_not_fused(self) -> str | None: ...
+    def why_not_fused(self, *, regularisers: bool = True) -> str | None: ...
 
     def flat_weights(self) -> list[Tensor]: ...
 
 
-def to_torch(layer: Convertible) -> nn.RNNBase:
-    """The ``torch.nn`` module equal to ``layer`` (same ``batch_first``); built-in kernels only."""
-    why = layer.why_not_fused()
+DROPOUTS = ("input_dropout", "recurrent_dropout", "weight_drop")  # the identity in eval mode
+
+
+def to_torch(layer: Convertible, *, drop_regularisers: bool = False) -> nn.RNNBase:
+    """The ``torch.nn`` module equal to ``layer`` (same ``batch_first``); built-in kernels only.
+
+    A layer with dropout regularisers raises unless ``drop_regularisers=True``, which returns the
+    plain module (equal to the layer in eval mode). A layer with zoneout always raises.
+    """
+    c = layer.config
+    if c.zoneout:
+        raise bad_argument("zoneout", "0 to convert to torch.nn (which has no zoneout; even in eval mode this "
+                           "layer mixes each new state with the old one)", c.zoneout,
+                           "keep it as an rnnkit layer, or train one without zoneout to export")
+    for name in DROPOUTS:
+        if getattr(c, name) and not drop_regularisers:
+            raise bad_argument(name, f"0 to convert to torch.nn (torch.nn has no {name})", getattr(c, name),
+                               "keep the rnnkit layer to train with it, or pass drop_regularisers=True for "
+                               "the plain module (equal in eval mode)")
+    why = layer.why_not_fused(regularisers=False)
     if why is not None:
         raise ValueError(f"layer: expected a configuration torch.nn implements, but it has {why}. "
                          "Fix: keep it as an rnnkit layer; torch.nn has no equivalent.")
-    c = layer.config
     common = dict(num_layers=c.num_layers, bias=c.bias, batch_first=c.batch_first, dropout=c.dropout,
                   bidirectional=c.bidirectional)
     if c.kind == "lstm":

@@ -37,6 +37,7 @@ from rnnkit.engine.gemm import linear
 from rnnkit.engine.hooks import run_pre_hooks
 from rnnkit.engine.kinds import fused_kind
 from rnnkit.engine.masks import check_lengths, lengths_to_mask, resolve_mask
+from rnnkit.engine.regularise import Regularisers
 from rnnkit.engine.reset import check_reset, check_step_reset, restart, run_cell_reset
 from rnnkit.errors import bad_argument
 from rnnkit.init import Initializer, torch_default
@@ -105,7 +106,6 @@ class RecurrentLayer(TorchNames):
             peepholes=peepholes, engine=engine, warn_dropout=self._torch_init, input_dropout=input_dropout,
             recurrent_dropout=recurrent_dropout, zoneout=zoneout, weight_drop=weight_drop)
         cfg = self.config
-        self.regularisers = cfg.regularisers
         D = 2 if cfg.bidirectional else 1
         out = cfg.proj_size or cfg.hidden_size
         layers = []
@@ -125,6 +125,22 @@ class RecurrentLayer(TorchNames):
         super().__init_subclass__(**kwargs)
         if cls.kind:
             _BY_KIND.setdefault(cls.kind, cls)  # the first: rnnkit.RNN/LSTM/GRU (rnnkit.layers.classes)
+
+    @property
+    def regularisers(self) -> Regularisers:
+        """The layer's regularisers, read from its config (what checkpoints and ``to_torch`` read)."""
+        cached = self.__dict__.get("_regularisers")
+        if cached is None or cached[0] is not self.config:
+            cached = (self.config, self.config.regularisers)
+            self.__dict__["_regularisers"] = cached
+        return cached[1]
+
+    @regularisers.setter
+    def regularisers(self, value: object) -> None:
+        asked = ", ".join(f"{k}={v:g}" for k, v in vars(value).items() if v) if isinstance(value, Regularisers) else ""
+        raise AttributeError(f"regularisers: expected no assignment (the config holds them; checkpoints and to_torch() "
+                             f"read it), but received {value!r:.80}. Fix: build a new "
+                             f"rnnkit.{self.kind.upper()}(..., {asked or 'zoneout=0.1'})")
 
     def reset_parameters(self) -> None:
         """torch.nn's initialisation: every parameter U(-1/sqrt(H), 1/sqrt(H)), in torch's order
@@ -159,6 +175,10 @@ class RecurrentLayer(TorchNames):
         if c.peepholes:
             kwargs["peepholes"] = True
         for name in ("input_dropout", "recurrent_dropout", "zoneout", "weight_drop"):
+            if getattr(c, name) and target._torch_init:  # rnnkit.nn: torch's signature, no regularisers
+                raise bad_argument(name, f"0 for {target.__module__}.{target.__name__} (torch.nn's signature has no "
+                                   "regularisers)", getattr(c, name),
+                                   f"rebuild it with rnnkit.{target.__name__}.from_config(config)")
             if getattr(c, name):
                 kwargs[name] = getattr(c, name)
         return target(c.input_size, c.hidden_size, **kwargs)
@@ -178,8 +198,10 @@ class RecurrentLayer(TorchNames):
                 weights.append(d.cell.weight_hr)
         return weights
 
-    def why_not_fused(self, bptt: BPTT | None = None, prefix_mask: bool = True, dtype: torch.dtype | None = None) -> str | None:
-        """None if the fused backend can run this call, else the reason it cannot."""
+    def why_not_fused(self, bptt: BPTT | None = None, prefix_mask: bool = True, dtype: torch.dtype | None = None,
+                      *, regularisers: bool = True) -> str | None:
+        """None if the fused backend can run this call, else the reason it cannot.
+        ``regularisers=False`` leaves the regularisers out (the plain stack ``to_torch`` builds)."""
         kinds = {fused_kind(d.cell) for d in self.directions()}
         if None in kinds or len(kinds) != 1:
             if self.config.peepholes:
@@ -187,7 +209,7 @@ class RecurrentLayer(TorchNames):
             if self.config.nonlinearity == "identity":
                 return "the identity activation, which the native RNN kernels do not implement"
             return "a cell configuration the native kernels do not implement"
-        if self.regularisers.active and regularised.why_not_fused(self) is not None:
+        if regularisers and self.regularisers.active and regularised.why_not_fused(self) is not None:
             return regularised.why_not_fused(self)
         if bptt is not None and not bptt.is_default:
             return "BPTT options (truncation, per-step clipping, gradient taps) that need the generic engine"
@@ -486,9 +508,13 @@ class RecurrentLayer(TorchNames):
                                    "convert with .to(x)")
         return parts
 
-    def to_torch(self) -> nn.RNNBase:
-        """The equal ``torch.nn.RNN``/``LSTM``/``GRU``, with this layer's ``batch_first``."""
-        return to_torch(self)
+    def to_torch(self, *, drop_regularisers: bool = False) -> nn.RNNBase:
+        """The equal ``torch.nn.RNN``/``LSTM``/``GRU``, with this layer's ``batch_first``.
+
+        torch.nn has no regularisers: a layer with dropout regularisers raises unless
+        ``drop_regularisers=True`` (the module then equals the layer in eval mode); zoneout raises.
+        """
+        return to_torch(self, drop_regularisers=drop_regularisers)
 
     def extra_repr(self) -> str:
         c = self.config
