@@ -89,3 +89,51 @@ def test_language_model_and_step_streams():
     steps = rnnkit.Stream(lm)
     per = [steps.step(tokens[:, t], reset=torch.tensor([t == 3, False])) for t in range(8)]
     _close(torch.stack(per, 1), out, 1e-5)
+
+
+# ----------------------------------------------------------------------------- a failed call loses nothing
+@pytest.mark.parametrize("bad", ["features", "reset"])
+def test_a_failed_call_keeps_the_pending_resets_for_the_next_call(bad):
+    torch.manual_seed(2)
+    layer = rnnkit.GRU(3, 4)
+    x = torch.randn(3, 10, 3)
+    stream = rnnkit.Stream(layer)
+    stream(x[:, :5])
+    state = stream.state
+    stream.reset([2])
+    with pytest.raises(ValueError):
+        if bad == "features":
+            stream(torch.randn(3, 5, 7))  # wrong F: the module refuses it
+        else:
+            stream(x[:, 5:], reset=torch.ones(3, 5))  # a float reset: the module refuses it
+    assert stream.state is state  # the failed call changed nothing
+    y = stream(x[:, 5:])
+    y_whole, _ = layer(x)
+    y_fresh, _ = layer(x[2:, 5:])  # the oracle: row 2 from zeros, rows 0-1 carried on
+    _close(y[:2], y_whole[:2, 5:])
+    _close(y[2:], y_fresh)
+
+
+def test_a_failed_step_keeps_the_pending_resets():
+    torch.manual_seed(3)
+    layer = rnnkit.LSTM(3, 4)
+    x = torch.randn(2, 6, 3)
+    stream = rnnkit.Stream(layer)
+    stream(x[:, :5])
+    stream.reset([0])
+    with pytest.raises(ValueError):
+        stream.step(torch.randn(2, 9))  # wrong F
+    y = stream.step(x[:, 5])
+    y_whole, _ = layer(x)
+    y_fresh, _ = layer(x[:1, 5:])
+    _close(y[1], y_whole[1, 5])
+    _close(y[0], y_fresh[0, 0])
+
+
+def test_a_failed_first_call_does_not_fix_the_batch_size():
+    stream = rnnkit.Stream(rnnkit.GRU(3, 4))
+    with pytest.raises(ValueError):
+        stream(torch.randn(5, 4, 7))  # wrong F, batch 5
+    assert stream.batch_size is None
+    assert tuple(stream(torch.randn(2, 4, 3)).shape) == (2, 4, 4)  # batch 2 is this stream's
+    assert stream.batch_size == 2

@@ -60,8 +60,9 @@ class Stream:
     * ``detach=True`` (default) cuts the gradient between calls; False keeps the graph (memory
       grows with every call until ``reset()``).
 
-    The batch size is fixed by the first call; a call with another raises. The carried state
-    follows the module's device and dtype. ``stream.state`` is the state after the last call.
+    The batch size is fixed by the first successful call; a call with another raises. A call that
+    raises changes nothing: the state, the batch size and the rows pending from ``reset(rows)``
+    stay for the next call. The carried state follows the module's device and dtype. ``stream.state`` is the state after the last call.
 
         >>> import torch, rnnkit
         >>> stream = rnnkit.Stream(rnnkit.LSTM(2, 4))
@@ -124,7 +125,7 @@ class Stream:
         mask = torch.zeros(batch, dtype=torch.bool)
         if any(not 0 <= v < batch for v in rows):
             raise bad_argument("rows", f"indices in [0, {batch}) (the stream's batch)", rows,
-                               "pass the indices of rows of this stream")
+                               "pass the indices of rows of this stream (stream.reset() forgets the pending ones)")
         mask[list(rows)] = True
         return mask
 
@@ -135,14 +136,13 @@ class Stream:
         return int(x.shape[0] if getattr(self.module, "batch_first", True) else x.shape[1])
 
     def _check_batch(self, batch: int, x: Tensor) -> None:
-        if self.batch_size is None:
-            self.batch_size = batch
-        elif batch != self.batch_size:
+        if self.batch_size is not None and batch != self.batch_size:
             raise bad_argument("x", f"batch size {self.batch_size} (the stream's rows, fixed by its first call)", x,
                                "keep one row per stream; call stream.reset() first to start over with another batch")
 
     def _reset_for_call(self, reset: Tensor | None, batch: int, device: torch.device) -> Tensor | None:
-        pending, self._pending = self._pending, None
+        """This call's ``reset``: the call's own merged with the pending rows (kept until a call succeeds)."""
+        pending = self._pending
         if pending is None:
             return reset
         rows = self._mask(pending, batch).to(device)  # (B,)
@@ -173,8 +173,13 @@ class Stream:
         param = self._param()
         state = self.state if param is None or self.state is None else _move(self.state, param)
         y, state = self.module(x, state, **options)
-        self.state = _detach(state) if self.detach else state
+        self._commit(batch, state)
         return y
+
+    def _commit(self, batch: int, state: Any) -> None:
+        """After a successful call (only then): the batch size is fixed, the pending rows applied."""
+        self.batch_size, self._pending = batch, None
+        self.state = _detach(state) if self.detach else state
 
     def step(self, x: Tensor, *, reset: Tensor | None = None) -> Any:
         """One step x (B, ...) with ``module.step``; ``reset`` (B,) restarts rows first."""
@@ -185,5 +190,5 @@ class Stream:
         param = self._param()
         state = self.state if param is None or self.state is None else _move(self.state, param)
         y, state = self.module.step(x, state) if reset is None else self.module.step(x, state, reset=reset)
-        self.state = _detach(state) if self.detach else state
+        self._commit(int(x.shape[0]), state)
         return y
