@@ -5,14 +5,13 @@ Linear input projection + ``cell(...)``, against:
   torch    torch.nn.LSTM (oneDNN), the same B, T, I, H
   loop     a Python loop over torch.nn.LSTMCell
   builtin  rnnkit.LSTM(engine="generic"), the built-in cell on the generic engine
-  legacy   (with --legacy) the built-in on the hand-written kernels this compiler replaces
 "per work" divides a cell's time by torch.nn.LSTM's, scaled by 4 / (the cell's gate blocks):
 an MGU (2 blocks) does half an LSTM's matmul work per step.
 Calls are interleaved round-robin; medians of --repeats calls after one warm-up each.
 
 Usage:
     python benchmarks/bench_user_cells.py [--repeats 3] [--regimes latency,middle,throughput]
-        [--threads 2] [--legacy] [--json PATH] [--quick]
+        [--threads 2] [--json PATH] [--quick]
 """
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 import rnnkit
-import rnnkit.engine.structured as structured
 
 REGIMES = {"latency": (1, 1024, 64, 128), "middle": (32, 256, 128, 256), "throughput": (16, 256, 768, 768)}
 QUICK = {"latency": (1, 48, 8, 16), "middle": (4, 24, 8, 16), "throughput": (3, 16, 24, 24)}  # every path, tiny
@@ -128,19 +126,6 @@ class LoopLSTM(nn.Module):
         return torch.stack(outs, 1)
 
 
-class Legacy(nn.Module):
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        structured.LEGACY = True
-        try:
-            return self.layer(x)[0]
-        finally:
-            structured.LEGACY = False
-
-
 def _call(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     def run() -> None:
         module.zero_grad(set_to_none=True)
@@ -155,12 +140,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--regimes", default="latency,middle,throughput")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--legacy", action="store_true")
     ap.add_argument("--json", default=None)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: checks every path runs")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    structured.LEGACY = False  # built-ins compiled too
     results: dict = {}
     sizes, repeats = (QUICK, 1) if args.quick else (REGIMES, args.repeats)
     for regime in args.regimes.split(","):
@@ -170,8 +153,6 @@ def main(argv: list[str] | None = None) -> dict:
         builtin = rnnkit.LSTM(I, H, engine="generic")
         impls: dict[str, nn.Module] = {"torch": nn.LSTM(I, H, batch_first=True), "loop": LoopLSTM(I, H),
                                        "builtin": builtin}
-        if args.legacy:
-            impls["legacy"] = Legacy(builtin)
         for name, kind in CELLS.items():
             impls[name] = UserLayer(kind(H), I)
         calls = {k: _call(m, x) for k, m in impls.items()}
@@ -187,9 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
         results[regime] = med
         base, loop, blt = med["torch"], med["loop"], med["builtin"]
         print(f"\n{regime} (B, T, I, H) = {(B, T, I, H)}: torch.nn.LSTM {base * 1e3:.1f} ms, LSTMCell loop "
-              f"{loop * 1e3:.1f} ms, built-in {blt * 1e3:.1f} ms"
-              + (f", legacy built-in {med['legacy'] * 1e3:.1f} ms (compiled/legacy {blt / med['legacy']:.3f})"
-                 if "legacy" in med else ""), flush=True)
+              f"{loop * 1e3:.1f} ms, built-in {blt * 1e3:.1f} ms", flush=True)
         for name, kind in CELLS.items():
             t = med[name]
             print(f"  {name:9s} {t * 1e3:8.1f} ms  /torch {t / base:5.2f}x  per work {t / base * 4 / kind.gates:5.2f}x"

@@ -22,9 +22,9 @@ import rnnkit.engine.structured as structured
 import rnnkit.layers.recurrent as recurrent_module
 from rnnkit.engine import costs, dispatch
 from rnnkit.engine.dispatch import Plan, make_plan
-from rnnkit.engine.native import library
+from rnnkit.engine.native import native_available
 
-needs_c = pytest.mark.skipif(library() is None, reason="no C compiler: the native loops are absent")
+needs_c = pytest.mark.skipif(not native_available(), reason="no C compiler: the native loops are absent")
 
 
 def test_plan_is_a_frozen_named_record_with_reasons():
@@ -45,18 +45,7 @@ def test_plan_is_a_frozen_named_record_with_reasons():
     (8, torch.float64, "hybrid", torch.float64),
     (8, torch.bfloat16, "hybrid", torch.float32),
 ])
-def test_forward_runs_the_kernel_the_plan_names(batch, dtype, loop, compute):
-    structured.LEGACY = False  # the compiled kernels (the legacy ones are the default for built-ins today)
-    try:
-        _forward_runs_the_kernel_the_plan_names(batch, dtype, loop, compute)
-    finally:
-        structured.LEGACY = LEGACY
-
-
-LEGACY = structured.LEGACY
-
-
-def _forward_runs_the_kernel_the_plan_names(batch, dtype, loop, compute):  # type: ignore[no-untyped-def]
+def test_forward_runs_the_kernel_the_plan_names(batch, dtype, loop, compute):  # type: ignore[no-untyped-def]
     layer = rnnkit.GRU(3, 5, engine="generic").to(dtype)
     x = torch.randn(batch, 4, 3, dtype=dtype)
     plan = layer.plan(x)
@@ -64,12 +53,12 @@ def _forward_runs_the_kernel_the_plan_names(batch, dtype, loop, compute):  # typ
     made = []
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
-        kernel = make_kernel(*args, **kwargs)
+        kernel = choose(*args, **kwargs)
         made.append(type(kernel))
         return kernel
 
-    make_kernel = structured._make_kernel
-    with mock.patch.object(structured, "_make_kernel", spy):
+    choose = structured._choose_kernel
+    with mock.patch.object(structured, "_choose_kernel", spy):
         layer(x)
     kinds = {"native": structured.SeqKernel, "hybrid": structured.StepKernel, "eager": structured.EagerKernel}
     assert made == [kinds[loop]], f"plan says {loop}, the engine made {made}"

@@ -3,9 +3,8 @@
 The oracle is a plain per-step torch loop written here: it applies the same drawn masks
 (recurrent dropout on the state feeding the matmul, zoneout mixing, a weight-dropped W_hh)
 around the cell's own ``pointwise`` and lets autograd differentiate it. Every loop form the
-engine runs (hand-written eager and hybrid kernels, the compiled C per-step kernels, the
-eager-printed kernels, the autograd pointwise kernel, the step-wise engine) must match it, in
-fp64 at 1e-10 and in fp32 (the float32-only C kernels) at 1e-5.
+engine runs (the compiled C per-step kernels, the eager-printed kernels, the autograd pointwise
+kernel, the step-wise engine) must match it, in fp64 at 1e-10 and in fp32 at 1e-5.
 """
 from __future__ import annotations
 

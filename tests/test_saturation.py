@@ -2,8 +2,9 @@
 
 Regression: the C kernels computed sigmoid(x) as 1 / (1 + expf(-x)), which under -ffast-math gave
 NaN once expf overflowed (x below about -88), so text training on the generic engine diverged at
-step ~20 while the fused engine trained. torch.nn is the oracle; the hand-written (B <= 4 and
-hybrid) kernels and the compiled kernels of a user's cell are all checked.
+step ~20 while the fused engine trained. torch.nn is the oracle; the compiled kernels (the
+whole-sequence C loop at B <= 4 and the hybrid per-step kernel) of the built-in cells and of a
+user's cell are all checked.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The generic engine's structured fast loop against the step-wise engine and torch.nn.
 
 The fast loop (rnnkit.engine.structured) has code paths that the small-size parity tests do not
-reach: the sigmoid form of tanh used from B*H >= 1024, the custom-cell kernel that re-runs a
-user's pointwise under autograd, repeated backward passes, and the no-grad forward.
+reach: the per-step (hybrid) kernels at larger batches, the kernel that re-runs the pointwise of
+a cell the compiler cannot take under autograd, repeated backward passes, and the no-grad forward.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import rnnkit
 from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
 from rnnkit.engine import BPTT, GradientTap
 from rnnkit.engine.generic import scan_stepwise
-from rnnkit.engine.kernels import SIGMOID_TANH_MIN, AutogradKernel, make_kernel
+from rnnkit.engine.compiler import explain
 from rnnkit.engine.structured import can_run_structured
 
 
@@ -47,14 +47,13 @@ def _grads(outputs: dict[str, Tensor], wrt: list[Tensor], seed: int) -> list[Ten
                                   lambda: MinimalGatedUnit(64), lambda: rnnkit.cells.LayerNormLSTMCell(64)],
                          ids=["lstm", "gru", "tanh", "relu", "peepholes", "custom-mgu", "ln-lstm"])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_fast_loop_equals_stepwise_at_sizes_that_take_the_sigmoid_path(make, reverse):
+def test_fast_loop_equals_stepwise_at_hybrid_sizes(make, reverse):
     torch.manual_seed(1)
     cell = make()
     with torch.no_grad():
         for p in cell.parameters():
             p.add_(0.1 * torch.randn_like(p))
     B, T, H = 24, 9, cell.hidden_size
-    assert B * H >= SIGMOID_TANH_MIN
     assert can_run_structured(cell, {})
     xp = torch.randn(B, T, cell.input_width, requires_grad=True)
     lengths = torch.randint(1, T + 1, (B,))
@@ -70,11 +69,16 @@ def test_fast_loop_equals_stepwise_at_sizes_that_take_the_sigmoid_path(make, rev
         torch.testing.assert_close(g_fast, g_slow, atol=5e-5, rtol=1e-4)
 
 
+class SineGatedUnit(MinimalGatedUnit):
+    """An MGU with a sine in its candidate: sin is not in the compiler's op table."""
+
+    def pointwise(self, inputs: Tensor, hw: Tensor, h: Tensor) -> Tensor:
+        return super().pointwise(inputs, hw, h) + 0.1 * torch.sin(h)
+
+
 def test_custom_structured_cell_takes_the_autograd_kernel_and_gets_every_gradient():
-    cell = MinimalGatedUnit(3).double()
-    X = torch.zeros(2, 1, 6, dtype=torch.float64)
-    kernel = make_kernel(cell, X, cell.weight, cell.bias, [torch.zeros(3, 1, 3, dtype=torch.float64)], False)
-    assert isinstance(kernel, AutogradKernel)
+    cell = SineGatedUnit(3).double()
+    assert explain(cell) == "sin"  # so the autograd kernel runs it
     xp = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
     out = cell.scan(xp, lengths=[5, 2], reverse=True)
     grads = torch.autograd.grad(out.outputs["h"].sum() + out.final["h"].pow(2).sum(), [xp, cell.scale, cell.weight])
@@ -169,19 +173,19 @@ needs_native = pytest.mark.skipif(__import__("shutil").which("cc") is None and _
 
 
 @needs_native
-def test_native_library_builds_and_serves_small_float32_batches():
-    from rnnkit.engine import native
-    assert native.library() is not None
-    kernel = native.make_native_kernel(ElmanCell(4), torch.zeros(5, 2, 4), torch.zeros(4, 4), None,
-                                       [torch.zeros(6, 2, 4)], False, True)
-    assert getattr(kernel, "native", False)
-    assert native.make_native_kernel(ElmanCell(4), torch.zeros(5, 2, 4), torch.zeros(4, 4), None,
-                                     [torch.zeros(6, 2, 4)], False, False) is None  # BPTT options: eager
-    assert native.make_native_kernel(ElmanCell(4), torch.zeros(5, 9, 4), torch.zeros(4, 4), None,
-                                     [torch.zeros(6, 9, 4)], False, True) is None  # B > MAX_BATCH: BLAS per step
-    assert native.make_native_kernel(ElmanCell(4).double(), torch.zeros(5, 2, 4, dtype=torch.float64),
-                                     torch.zeros(4, 4, dtype=torch.float64), None,
-                                     [torch.zeros(6, 2, 4, dtype=torch.float64)], False, True) is None  # float32 only
+def test_compiled_kernels_serve_small_batches_whole_and_the_rest_per_step():
+    from rnnkit.engine.compiler import compile_cell
+    from rnnkit.engine.compiler.kernels import SeqKernel, StepKernel, make_compiled_kernel
+    cell = ElmanCell(4)
+
+    def kernel(B, whole, dtype=torch.float32):  # type: ignore[no-untyped-def]
+        cc = compile_cell(cell, dtype, "cpu")
+        return make_compiled_kernel(cc, cell, torch.zeros(5, B, 4, dtype=dtype), torch.zeros(4, 4, dtype=dtype), None,
+                                    [torch.zeros(6, B, 4, dtype=dtype)], False, (), whole)
+    assert isinstance(kernel(2, True), SeqKernel)
+    assert isinstance(kernel(2, False), StepKernel)  # BPTT options: per step
+    assert isinstance(kernel(9, True), StepKernel)  # B > MAX_BATCH: a oneDNN matmul per step
+    assert isinstance(kernel(2, True, torch.float64), SeqKernel)  # float64 has C too
 
 
 @needs_native
@@ -190,27 +194,21 @@ def test_native_library_builds_and_serves_small_float32_batches():
                          ids=["lstm", "gru", "tanh", "relu", "identity"])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("B", [3, 9], ids=["whole-loop-in-C", "hybrid"])
-def test_native_loops_equal_the_eager_kernels(make, reverse, B, monkeypatch):
-    """B <= MAX_BATCH runs the whole loop in C; above it, LSTM and GRU take the hybrid kernels
-    (oneDNN matmul + one C call per step). Both must match the eager torch kernels."""
-    from rnnkit.engine import native
+def test_native_kernels_equal_the_stepwise_engine(make, reverse, B):
+    """B <= MAX_BATCH runs the whole loop in C; above it, each step is a oneDNN matmul + one C
+    call. Both must match the step-wise autograd engine."""
     torch.manual_seed(2)
     cell = make()
     with torch.no_grad():
         for p in cell.parameters():
             p.mul_(0.5).add_(0.05 * torch.randn_like(p))
-    X = torch.zeros(8, B, cell.input_width)
-    bufs = [torch.zeros(9, B, 16) for _ in cell.states]
-    hybrid = native.make_hybrid_kernel(cell, X, cell.weight, cell.bias, bufs, reverse)
-    assert (hybrid is not None) == (type(cell) in (LSTMCell, GRUCell))
     xp = torch.randn(B, 8, cell.input_width, requires_grad=True)
     mask = torch.arange(8) < torch.tensor([8, 5, 1, 8, 2, 7, 3, 6, 4][:B])[:, None]
     init = {s: torch.randn(B, 16, requires_grad=True) for s in cell.states}
     wrt = [xp, *init.values(), *cell.parameters()]
     runs = []
-    for lib in (native.library(), None):
-        monkeypatch.setattr(native, "library", lambda lib=lib: lib)
-        out = cell.scan(xp, mask=mask, reverse=reverse, **init)
+    for out in (cell.scan(xp, mask=mask, reverse=reverse, **init),
+                scan_stepwise(cell, {"inputs": xp}, init, {}, mask=mask, reverse=reverse)):
         loss_terms = {**out.outputs, **{f"final_{k}": v for k, v in out.final.items()}}
         runs.append((out, _grads(loss_terms, wrt, 1)))
     (fast, g_fast), (eager, g_eager) = runs

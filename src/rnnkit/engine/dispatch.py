@@ -245,15 +245,7 @@ def _generic(engine: str, sig: tuple, dtype: torch.dtype, device: torch.device, 
 # ---------------------------------------------------------------- what the kernels can run
 def _compiles(cell: Any, dtype: torch.dtype, device: torch.device | str) -> tuple[str | None, str | None, bool]:
     """(compiled unit or None, why it does not compile, has C for this call) from the cell
-    compiler (``rnnkit.engine.compiler``); the legacy hand-written kernels under
-    RNNKIT_LEGACY_KERNELS=1."""
-    from rnnkit.engine import structured
-
-    if structured._legacy(cell):
-        from rnnkit.engine.native import library
-
-        native = not getattr(cell, "peepholes", False) and torch.device(device).type == "cpu" and library() is not None
-        return "legacy", None, native
+    compiler (``rnnkit.engine.compiler``)."""
     from rnnkit.engine.compiler import compile_cell, explain
 
     compute = torch.float32 if dtype == torch.bfloat16 else dtype

@@ -3,14 +3,15 @@
 How it works (the FlashRNN / haste organisation):
 
 * The layer projects the inputs of all T steps in one GEMM before the engine runs; the engine
-  takes them as one time-major buffer ``X`` (T, B, G) that the kernel reuses in place (a layer
-  donates its projection, so at B = 1 not even a copy is made).
-* Forward runs inside one ``torch.autograd.Function`` with no autograd graph. Small float32
-  batches run the whole loop in C (``rnnkit.engine.native``); otherwise each step is one
-  ``addmm`` for the recurrent matmul plus a few in-place pointwise ops of the cell's kernel
-  (``rnnkit.engine.kernels``) writing into preallocated state buffers (T+1, B, H). Masks carry
-  the state over at padded steps with one ``where`` per state. Running backwards in time only
-  reverses the lists of views the kernel walks: no buffer is flipped.
+  takes them as one buffer ``X`` (T, B, G) that the kernel reuses in place (a layer donates its
+  time-major projection, so no copy is made; the C kernels also read a batch-first one in place).
+* Forward runs inside one ``torch.autograd.Function`` with no autograd graph, on the kernels the
+  cell compiler generated from the cell's ``pointwise`` (``rnnkit.engine.compiler``): small
+  float32/float64 CPU batches run the whole loop in C; otherwise each step is one oneDNN matmul
+  plus one C call (or a few eager torch ops: GPUs, other dtypes, no C compiler) writing into
+  preallocated state buffers (T+1, B, H); a cell the compiler cannot take runs on the autograd
+  kernel (``rnnkit.engine.kernels``). Masks carry the state over at padded steps. Running
+  backwards in time only reverses the lists of views the kernel walks: no buffer is flipped.
 * Backward walks the steps in reverse: the kernel turns d(state) into d(pre-activations) from
   stored activations (custom cells re-run their pointwise under autograd), the driver adds
   ``d(hw) @ W`` to d(h_{t-1}), and the BPTT options act on d(state) at every step: gradient
@@ -26,7 +27,6 @@ How it works (the FlashRNN / haste organisation):
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Any
 
 import torch
@@ -38,31 +38,18 @@ from rnnkit.engine.gemm import mm_tn
 from rnnkit.engine.compiler import compile_cell
 from rnnkit.engine.compiler.kernels import EagerKernel, SeqKernel, StepKernel, make_compiled_kernel
 from rnnkit.engine.compiler.trace import extra_params as pointwise_params
-from rnnkit.engine.kernels import AutogradKernel, Kernel, extra_params, make_kernel
-from rnnkit.engine.kinds import builtin_step
-from rnnkit.engine.native import library, make_hybrid_kernel, make_native_kernel
+from rnnkit.engine.kernels import AutogradKernel, Kernel
 from rnnkit.engine.regularise import Masks
 from rnnkit.engine.result import Scan
-from rnnkit.steps import ElmanStep, GRUStep, LSTMStep, StructuredStep
+from rnnkit.steps import StructuredStep
 
 __all__ = ["can_run_structured", "scan_structured"]
-
-
-# The hand-written kernels of the built-in cells, kept until the compiled ones are measured
-# within 5% of them (BENCHMARKS.md); RNNKIT_LEGACY_KERNELS=0 runs the built-ins compiled too.
-LEGACY = os.environ.get("RNNKIT_LEGACY_KERNELS", "1") == "1"
-
-
-def _legacy(cell: StructuredStep) -> bool:
-    return LEGACY and builtin_step(cell) in (ElmanStep, GRUStep, LSTMStep)
 
 
 def _upcast(cell: StructuredStep, xp: Tensor) -> bool:
     """True for a bfloat16 CPU call of a cell that the float32 C code serves."""
     if xp.dtype != torch.bfloat16 or xp.device.type != "cpu":
         return False
-    if _legacy(cell):
-        return not getattr(cell, "peepholes", False) and library() is not None
     cc = compile_cell(cell, torch.float32, xp.device)
     return cc is not None and cc.c("fwd_seq", torch.float32) is not None
 
@@ -102,7 +89,7 @@ class _Setup:
         self.zl: list[Any] | None = None  # per state: zoneout/padding weights per step (_zone_weights)
 
 
-def _make_kernel(setup: _Setup, X: Tensor, W: Tensor, b: Tensor | None, bufs: list[Tensor],
+def _choose_kernel(setup: _Setup, X: Tensor, W: Tensor, b: Tensor | None, bufs: list[Tensor],
                  params: tuple[Tensor, ...]) -> Kernel:
     """The kernel of this call, in the plan's loop form (``setup.plan``; None: the fastest that
     serves): compiled code for a cell the compiler takes (whole-sequence C, per-step C between
@@ -110,11 +97,6 @@ def _make_kernel(setup: _Setup, X: Tensor, W: Tensor, b: Tensor | None, bufs: li
     cell, loop = setup.cell, None if setup.plan is None else setup.plan.loop
     if setup.reg is not None and setup.reg.step_loop and loop in (None, "native"):
         loop = "hybrid"  # masks between steps: the per-step loop (the plan says so too)
-    if _legacy(cell) and not (setup.reg is not None and setup.reg.zoned and getattr(cell, "peepholes", False)):
-        kernel = make_native_kernel(cell, X, W, b, bufs, setup.reverse, setup.bptt.is_default) \
-            if loop in (None, "native") else None
-        return kernel or (make_hybrid_kernel(cell, X, W, b, bufs, setup.reverse, setup.mm_dtype)
-                          if loop in (None, "hybrid") else None) or make_kernel(cell, X, W, b, bufs, setup.reverse)
     cc = compile_cell(cell, X.dtype, X.device)
     if cc is None:
         return AutogradKernel(cell, X, W, b, bufs, setup.reverse, pointwise_params(cell))
@@ -133,7 +115,7 @@ def _reads_batch_major(setup: _Setup, xp: Tensor) -> bool:
     """True when this call's kernel is compiled C that can read X in xp's own batch-first layout
     (xp contiguous (B, T, G)), so neither a transposing copy nor, for a donated xp, any copy is
     made; d(xp) then comes back batch-first and contiguous too."""
-    if not xp.is_contiguous() or xp.transpose(0, 1).is_contiguous() or _legacy(setup.cell):
+    if not xp.is_contiguous() or xp.transpose(0, 1).is_contiguous():
         return False
     loop = None if setup.plan is None else setup.plan.loop
     if loop not in (None, "native", "hybrid") or xp.device.type != "cpu":
@@ -159,7 +141,7 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
         buf[first] = s
         bufs.append(buf)
     m = None if mask is None else mask.t().unsqueeze(-1)  # (T, B, 1) bool, time order
-    kernel = _make_kernel(setup, X, W, b, bufs, params)
+    kernel = _choose_kernel(setup, X, W, b, bufs, params)
     if getattr(kernel, "native", False):
         kernel.run_forward(None if m is None else m.squeeze(-1).float().contiguous())  # type: ignore[attr-defined]
         return kernel, m
@@ -170,13 +152,10 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
         setup.zl = _zone_weights(setup.reg, kernel, m, X.dtype)
     if setup.zl is not None:  # zoneout: s' = s + a (s_new - s), a = 0 at padded steps
         rows = [kernel.bounds(buf) for buf in bufs]
-        raw = _raw_rows(kernel, setup.zl, T)
         for k in range(T):
             fwd(k)
-            for r, w, u in zip(rows, setup.zl, raw):
+            for r, w in zip(rows, setup.zl):
                 if w is not None:
-                    if u is not None:
-                        u[k].copy_(r[k + 1])
                     torch.lerp(r[k], r[k + 1], w[k], out=r[k + 1])
         return kernel, m
     if m is None:
@@ -190,18 +169,6 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
         for r in rows:  # padded step: the state carries over
             torch.where(ml[k], r[k + 1], r[k], out=r[k + 1])
     return kernel, m
-
-
-def _raw_rows(kernel: Kernel, zl: list[Any], T: int) -> list[Any]:
-    """Per zoned state of a kernel whose backward reads the states after each step, a list of T
-    rows (B, H) that keep the cell's own (unmixed) new values; None elsewhere."""
-    if not kernel.reads_after:
-        kernel.raw = [None] * len(zl)
-    else:
-        kernel.raw = [None if w is None else kernel.steps(buf.new_empty(T, *buf.shape[1:]))
-                      for w, buf in zip(zl, kernel.states)]
-        kernel.after = [kernel.bounds(buf)[1:] for buf in kernel.states]  # row k: the state after step k
-    return kernel.raw
 
 
 def _zone_weights(reg: Masks, kernel: Kernel, m: Tensor | None, dtype: torch.dtype) -> list[Any] | None:
@@ -295,10 +262,7 @@ class _StructuredScan(torch.autograd.Function):
             elif ml is not None:
                 skip = [x * ~ml[k] for x in d]  # padded rows: the gradient passes to step k-1
                 d = [x.mul_(ml[k]) for x in d]
-            if zl is not None and kernel.reads_after:
-                direct = _bwd_unmixed(kernel, k, d)
-            else:
-                direct = kernel.bwd(k, d)
+            direct = kernel.bwd(k, d)  # reads only the states before step k, not the zoned ones after it
             prev = []
             for s in range(S):
                 if s == rec and hm is not None:  # recurrent dropout: d(h) += (d(hw) W) * mask
@@ -317,20 +281,6 @@ class _StructuredScan(torch.autograd.Function):
                 prev = [p.mul_(keep) for p in prev]
             d = prev
         return _finish(ctx, kernel, d, rec)
-
-
-def _bwd_unmixed(kernel: Kernel, k: int, d: list[Tensor]) -> list[Tensor | None]:
-    """kernel.bwd(k) with the cell's own new states in place of the zoned ones, restored after."""
-    swapped = []
-    for rows, raw in zip(kernel.after, kernel.raw):
-        if raw is not None:
-            after = rows[k]
-            swapped.append((after, after.clone()))
-            after.copy_(raw[k])
-    direct = kernel.bwd(k, d)
-    for after, kept in swapped:
-        after.copy_(kept)
-    return direct
 
 
 def _finish(ctx: Any, kernel: Kernel, d: list[Tensor], rec: int) -> tuple[Tensor | None, ...]:
@@ -393,7 +343,7 @@ def scan_structured(
     recurrent-dropout and zoneout masks (``rnnkit.engine.regularise``).
     """
     init = tuple(states0[name] for name in cell.states)
-    named = extra_params(cell) if _legacy(cell) else pointwise_params(cell)
+    named = pointwise_params(cell)
     params = tuple(p for _, p in named)
     if bptt.tap is not None:
         for name in cell.states:

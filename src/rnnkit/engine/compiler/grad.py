@@ -55,9 +55,9 @@ def backward(fwd: Graph, G: int, S: int, summed: bool) -> Graph:
 
 
 def save_activations(fwd: Graph, bwd: Graph, mapping: dict[int, int], G: int, summed: bool) -> Graph:
-    """Store activations over the input blocks the backward no longer needs (the hand-written
-    kernels' trick, for every cell): when input block g reaches the backward only through one
-    unary op whose derivative reads its result alone (sigmoid, tanh, exp, relu, sqrt, rsqrt),
+    """Store activations over the input blocks the backward no longer needs (the trick of the
+    retired hand-written kernels, for every cell): when input block g reaches the backward only
+    through one unary op whose derivative reads its result alone (sigmoid, tanh, exp, relu, sqrt, rsqrt),
     directly (z_g) or through one add (x_g + something), the forward stores that op's result
     over block g (store ("a", g)) and the backward loads it instead of recomputing it."""
     live = set(bwd.live())

@@ -23,10 +23,9 @@ from torch import Tensor
 from rnnkit.engine.compiler import CompiledCell
 from rnnkit.engine.gemm import mm_nt
 from rnnkit.engine.kernels import Kernel
+from rnnkit.engine.native import MAX_BATCH
 
 __all__ = ["EagerKernel", "SeqKernel", "StepKernel", "make_compiled_kernel"]
-
-MAX_BATCH = 4  # rows up to which the C matvec beats a BLAS call per step
 
 
 def _p(t: Tensor | None) -> int | None:
