@@ -140,3 +140,20 @@ def test_without_a_c_compiler_every_cell_runs_and_one_line_says_why(tmp_path):
     assert len(lines) == 1 and "no C compiler" in lines[0]
     off = _run("fresh", str(tmp_path / "cache2"), RNNKIT_NATIVE="0")
     assert "LIB False" in off and "RAN True" in off and "RNNKIT_NATIVE=0" in off
+
+
+def test_compiling_a_cell_leaves_torchs_random_state_alone():
+    """Regression: tracing drew its example inputs from torch's global RNG, so a model's first
+    call (which compiles its cells) drew different dropout masks than a later call under the same
+    seed, and a resumed training run (its cells compiled already) differed from one long run."""
+    cell = LSTMCell(7)
+    before = torch.get_rng_state()
+    assert compile_cell(cell, torch.float32, "cpu") is not None
+    assert torch.equal(torch.get_rng_state(), before)
+    layer = rnnkit.LSTM(3, 9, num_layers=2, dropout=0.5, engine="generic")  # fresh cells: compiled on first call
+    x = torch.randn(2, 5, 3)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(4)
+        outs.append(layer(x)[0])
+    assert torch.equal(outs[0], outs[1])

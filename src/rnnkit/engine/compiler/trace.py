@@ -303,10 +303,15 @@ def trace(cell: Any) -> tuple[Graph, tuple[str, ...]]:
     params = extra_params(cell)
     by_id = {id(p): (i, p) for i, (_, p) in enumerate(params)}
     tracer = _Tracer(graph, H, by_id)
-    with torch.no_grad():
-        x = torch.randn(2, G * H, dtype=w.dtype, device=w.device)
-        hw = torch.randn(2, G * H, dtype=w.dtype, device=w.device)
-        states = {n: torch.randn(2, H, dtype=w.dtype, device=w.device) for n in names}
+    # Example values from a private generator, and the user's pointwise run inside fork_rng:
+    # compiling must not move torch's global RNG (a model's first call would otherwise draw other
+    # dropout masks than later calls under the same seed).
+    gen = torch.Generator(device=w.device).manual_seed(0)
+    forked = [w.device] if w.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=forked):
+        x = torch.randn(2, G * H, dtype=w.dtype, device=w.device, generator=gen)
+        hw = torch.randn(2, G * H, dtype=w.dtype, device=w.device, generator=gen)
+        states = {n: torch.randn(2, H, dtype=w.dtype, device=w.device, generator=gen) for n in names}
         tracer.bind(x, Sym([graph.load("x", b) for b in range(G)]))
         tracer.bind(hw, Sym([graph.load("hw", b) for b in range(G)]))
         for i, n in enumerate(names):
