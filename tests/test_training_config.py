@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from rnnkit.training.budget import budget_row
 from rnnkit.training.config import RECIPES, TASK_DEFAULTS, TASKS, TrainConfig, make_config, parse_duration
 from rnnkit.training.schedule import PLAN_STEPS, LRSchedule, plan_point, plan_steps, schedule_length
 
@@ -22,7 +23,10 @@ def test_main_job_defaults_are_the_issue_setup() -> None:
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_has_a_valid_default_config(task: str) -> None:
     c = make_config(task)
-    for key, value in TASK_DEFAULTS[task].items():
+    expected = dict(TASK_DEFAULTS[task])
+    if c.sized_for_budget is not None:  # the text task's default 5 minutes take their row of the budget table
+        expected.update(budget_row(c.sized_for_budget).values)
+    for key, value in expected.items():
         assert getattr(c, key) == value
     assert c.run_dir == f"runs/{task}"
 
