@@ -45,7 +45,7 @@ from rnnkit.layers.config import LayerConfig, check_layer_args
 from rnnkit.layers import regularised
 from rnnkit.layers.export import to_torch
 from rnnkit.layers.projected import ProjectedLSTMCell
-from rnnkit.layers.resets import fused_with_resets
+from rnnkit.layers.resets import fused_with_resets, plan_resets, plan_step_reset
 from rnnkit.layers.torch_names import TorchNames
 
 __all__ = ["LayerConfig", "RecurrentLayer"]
@@ -366,21 +366,28 @@ class RecurrentLayer(TorchNames):
         return y, (finals if self.kind == "lstm" else finals[0])
 
     def plan(self, x: Tensor, lengths: Tensor | Sequence[int] | None = None, *, mask: Tensor | None = None,
-             bptt: BPTT | None = None) -> Plan:
+             bptt: BPTT | None = None, reset: Tensor | None = None) -> Plan:
         """The dispatch plan a call with these arguments runs (backend, loop form, dtype, reasons).
 
-        ``x`` in the layer's layout plans ``forward``; a 2-D ``x`` (B, F) plans ``step``. Nothing is computed.
+        ``x`` in the layer's layout plans ``forward``; a 2-D ``x`` (B, F) plans ``step``. Nothing is
+        computed. With ``reset``, the "resets" reason names the restarting rows and the segments
+        time is cut into.
 
             >>> import torch, rnnkit
             >>> print(rnnkit.LSTM(4, 8, engine="fused").plan(torch.randn(2, 5, 4)).backend)
             fused
+            >>> reset = torch.tensor([[False, False, True, False, False], [True, False, False, False, False]])
+            >>> print(rnnkit.LSTM(4, 8, engine="fused").plan(torch.randn(2, 5, 4), reset=reset).reason("resets"))
+            row 1 restarts from zeros at step 0 (the incoming state is dropped); row 0 restarts from zeros later: time is cut where some row restarts, into 2 segments [0, 2) [2, 5)
         """
         if isinstance(x, Tensor) and x.dim() == 2:
-            return self._plan(x, x.shape[0], False, True, None, step=True)
+            plan = self._plan(x, x.shape[0], False, True, None, step=True)
+            return plan if reset is None else plan_step_reset(plan, check_step_reset(reset, x.shape[0], x.device))
         self._check_input(x)
         B, T = (x.shape[0], x.shape[1]) if self.config.batch_first else (x.shape[1], x.shape[0])
-        _, lens, prefix = resolve_mask(mask, lengths, B, T, x.device)
-        return self._plan(x, B, _ragged(lens, T), prefix, bptt, step=False)
+        mask, lens, prefix = resolve_mask(mask, lengths, B, T, x.device)
+        plan = self._plan(x, B, _ragged(lens, T), prefix, bptt, step=False)
+        return plan_resets(self, plan, check_reset(reset, B, T, x.device), lens, mask, bptt)
 
     def _plan(self, x: Tensor, B: int, ragged: bool, prefix: bool, bptt: BPTT | None, step: bool) -> Plan:
         """One call's plan (rnnkit.engine.dispatch.make_plan). ``ragged``: some sequence is shorter than T."""

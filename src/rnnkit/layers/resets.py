@@ -10,20 +10,25 @@ The whole call is cut into time segments at the columns where some row resets
   each row flipped over its own length, with the flipped reset of
   :func:`rnnkit.engine.reset.flip_reset`.
 
-The generic backend takes resets inside the engine, per (layer, direction).
+The generic backend takes resets inside the engine, per (layer, direction). ``layer.plan(x,
+reset=...)`` names the segments (:func:`plan_resets`).
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnkit.engine.bptt import BPTT
+from rnnkit.engine.dispatch import Plan
 from rnnkit.engine.fused import run_fused
-from rnnkit.engine.masks import flip_padded
-from rnnkit.engine.reset import flip_reset, restart, segment_starts
+from rnnkit.engine.masks import flip_padded, lengths_to_mask
+from rnnkit.engine.reset import flip_reset, restart, segment_starts, truncation_cuts
 from rnnkit.layers import regularised
 
-__all__ = ["fused_segments", "fused_with_resets"]
+__all__ = ["fused_segments", "fused_with_resets", "plan_resets", "plan_step_reset"]
 
 
 def fused_segments(
@@ -98,3 +103,68 @@ def _bidirectional(layer, x: Tensor, hx: tuple[Tensor, ...], weights: list[Tenso
         if cfg.dropout and layer.training and index < cfg.num_layers - 1:
             inp = F.dropout(inp, cfg.dropout, training=True)
     return inp, tuple(torch.cat(f, dim=0) for f in finals)  # (L*2, B, H) each
+
+
+# ---------------------------------------------------------------- what layer.plan(..., reset=...) shows
+def plan_resets(layer, plan: Plan, reset: Tensor | None, lengths: Tensor | None, mask: Tensor | None,  # type: ignore[no-untyped-def]
+                bptt: BPTT | None) -> Plan:
+    """``plan`` with what a checked ``reset`` (B, T) does to the call, as ``forward`` runs it: the
+    rows that restart at step 0 and the segments time is cut into (the "resets" reason, and the
+    loop reason when the kernels run once per segment). ``lengths`` (B,) CPU or None."""
+    if reset is None:
+        return plan
+    T = reset.shape[1]
+    parts, loop = [], plan.reason("loop")
+    if bool(reset[:, 0].any()):
+        parts.append(f"{_rows(reset[:, 0])} from zeros at step 0 (the incoming state is dropped)")
+    if not bool(reset[:, 1:].any()):
+        parts.append("no cut in time")
+        return _with(plan, "; ".join(parts), loop)
+    events, truncated = reset, ""
+    if not plan.fused and bptt is not None and bptt.truncate:
+        real = mask if mask is not None or lengths is None else lengths_to_mask(lengths, T, reset.device)
+        events = reset | truncation_cuts(bptt.truncate, reset, real)
+        truncated = f" and every {bptt.truncate} real steps of a row since its restart (BPTT truncate)"
+    starts = segment_starts(events)
+    later = reset[:, 1:].any(1)
+    parts.append(f"{_rows(later)} from zeros later: time is cut where some row restarts{truncated}, "
+                 f"into {len(starts)} segments {_spans(starts, T)}")
+    if plan.fused and layer.config.bidirectional:
+        back = len(segment_starts(flip_reset(reset, lengths)))
+        parts.append(f"the reverse direction reads each row backwards from its last real step, in {back} segments")
+        loop = "PyTorch's kernel runs each layer and each direction alone, once per segment"
+    elif plan.fused:
+        loop = "PyTorch's multi-layer kernel runs once per segment"
+    else:
+        if layer.config.bidirectional:
+            parts.append("the reverse direction runs the same restarts backwards"
+                         + (" (its own truncation cuts)" if truncated else ""))
+        loop += "; once per segment, in each layer and direction"
+    return _with(plan, "; ".join(parts), loop)
+
+
+def plan_step_reset(plan: Plan, reset: Tensor) -> Plan:
+    """A step plan with the rows a checked step ``reset`` (B,) restarts."""
+    if not bool(reset.any()):
+        return plan
+    return _with(plan, f"{_rows(reset)} from zeros before the step", plan.reason("loop"))
+
+
+def _with(plan: Plan, resets: str, loop: str) -> Plan:
+    reasons = tuple((k, loop if k == "loop" else v) for k, v in plan.reasons)
+    return replace(plan, reasons=(*reasons, ("resets", resets)))
+
+
+def _rows(flags: Tensor) -> str:
+    """'row 2 restarts', 'rows 0, 2 restart' (the first 8 rows, then the count) of a bool (B,)."""
+    idx = flags.nonzero().flatten().tolist()
+    if len(idx) == 1:
+        return f"row {idx[0]} restarts"
+    shown = ", ".join(str(i) for i in idx[:8])
+    return f"rows {shown}" + (f", ... ({len(idx)} rows)" if len(idx) > 8 else "") + " restart"
+
+
+def _spans(starts: list[int], T: int) -> str:
+    """'[0, 4) [4, 9) [9, 12)' (the first 8, then the count)."""
+    spans = [f"[{a}, {b})" for a, b in zip(starts, [*starts[1:], T])]
+    return " ".join(spans[:8]) + (f" ... ({len(spans)} segments)" if len(spans) > 8 else "")
