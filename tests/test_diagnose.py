@@ -24,6 +24,8 @@ def _autograd_flow(model: SequenceTagger, n: int) -> dict[int, float]:
         probe = T - 2
         x = proj(F.one_hot(enc.input_ids, 7).double())  # (1, T, G)
         states = [torch.zeros(1, cell.hidden_size, dtype=torch.float64) for _ in cell.states]
+        if model.h0 is not None:  # the learned initial state, (S, L*D, 1, H): layer 0's
+            states = [model.h0[i, 0].detach() for i in range(len(cell.states))]
         kept = []
         for t in range(T):
             out = cell.pack_outputs(cell.step(x[:, t], *states))
@@ -49,6 +51,22 @@ def test_gradient_flow_equals_autograd_for_elman_and_lstm():
         assert list(ours) == list(oracle)
         for d in oracle:
             assert math.isclose(ours[d], oracle[d], rel_tol=1e-9, abs_tol=1e-15), (cell, d, ours[d], oracle[d])
+
+
+def test_gradient_flow_probes_from_the_learned_initial_state():
+    for cell in ("elman", "lstm"):
+        torch.manual_seed(1)
+        config = TaggerConfig(vocab_size=7, rnn=RNNConfig(cell=cell, hidden_size=12), learn_initial_state=True)
+        model = SequenceTagger(config).double()
+        with torch.no_grad():
+            model.h0.uniform_(-1.5, 1.5)  # a learned h0 far from zeros
+        ours = gradient_flow(model, "embedded-reber", sequences=30)
+        oracle = _autograd_flow(model, 30)
+        for d in oracle:
+            assert math.isclose(ours[d], oracle[d], rel_tol=1e-9, abs_tol=1e-15), (cell, d, ours[d], oracle[d])
+        with torch.no_grad():
+            model.h0.zero_()
+        assert gradient_flow(model, "embedded-reber", sequences=30) != ours  # the h0 matters to the probe
 
 
 def test_diagnose_command_writes_plot_json_and_table(tmp_path, capsys):

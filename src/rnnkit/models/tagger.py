@@ -62,12 +62,23 @@ class SequenceTagger(nn.Module):
             raise bad_argument("tokens", "int64 token ids of shape (B, T)", tokens, "encode the symbols first")
         weight = self.head.weight
         x = F.one_hot(tokens.clamp_min(0), self.config.vocab_size).to(weight.dtype)  # (B, T, V)
-        if state is None and self.h0 is not None:
-            B = tokens.shape[0]
-            h = self.h0.expand(-1, -1, B, -1)  # (S, L*D, B, H)
-            state = (h[0], h[1]) if self.config.rnn.cell == "lstm" else h[0]
+        if state is None:
+            state = self.initial_state(tokens.shape[0])
         y, state = self.rnn(x, state, lengths)  # (B, T, D*H)
         return self.head(y), state  # (B, T, O)
+
+    def initial_state(self, batch: int) -> object:
+        """The state a call without one starts from: the learned h0 (``learn_initial_state``),
+        expanded to ``batch`` rows in the stack's layout (L*D, B, H), or None for zeros.
+
+            >>> model = SequenceTagger(TaggerConfig(learn_initial_state=True, rnn=RNNConfig(hidden_size=4)))
+            >>> [tuple(s.shape) for s in model.initial_state(3)]  # an LSTM's (h, c), each (L*D, B, H)
+            [(1, 3, 4), (1, 3, 4)]
+        """
+        if self.h0 is None:
+            return None
+        h = self.h0.expand(-1, -1, batch, -1)  # (S, L*D, B, H)
+        return (h[0], h[1]) if self.config.rnn.cell == "lstm" else h[0]
 
     def step(self, tokens: Tensor, state: object = None) -> tuple[Tensor, object]:
         """One symbol per sequence: tokens (B,) -> (logits (B, O), state), for decoding."""

@@ -94,7 +94,8 @@ def gradient_flow(model: nn.Module, task: str, sequences: int = 200, seq_len: in
     """{distance back in time: RMS over sequences of ||dL/d(state)||} for ``model``'s first layer.
 
     ``model`` is a ``SequenceTagger`` (Reber tasks) or a many-to-one ``SequenceRegressor``
-    (adding). Distance 0 is the probe step itself.
+    (adding). Distance 0 is the probe step itself. The probe starts from the model's own
+    initial state (a tagger's learned h0, ``initial_state``), else from zeros.
     """
     was_training = model.training
     model.eval()
@@ -110,7 +111,8 @@ def gradient_flow(model: nn.Module, task: str, sequences: int = 200, seq_len: in
             loss = F.mse_loss(model.head(h_n[-1]), targets.to(weight), reduction="sum")
         else:
             x = F.one_hot(inputs, model.config.vocab_size).to(weight)  # (B, T, V)
-            y, _ = model.rnn(x, None, bptt=BPTT(tap=tap))  # (B, T, H)
+            start = model.initial_state(x.shape[0]) if hasattr(model, "initial_state") else None
+            y, _ = model.rnn(x, start, bptt=BPTT(tap=tap))  # (B, T, H)
             logits = model.head(y[:, probe])  # (B, V)
             loss = F.binary_cross_entropy_with_logits(logits, targets.to(weight), reduction="sum")
         loss.backward()
