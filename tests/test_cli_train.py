@@ -152,3 +152,27 @@ def test_the_installed_entry_point(tmp_path: Path) -> None:
     assert REQUIRED <= set(json.loads((tmp_path / "s.json").read_text()))
     bad = subprocess.run([*command, "train", "--cell", "transformer"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("value, ok", [("1", True), ("1.0", True), ("0.999", True), ("0", True),
+                                       ("1.5", False), ("-0.1", False)])
+def test_zoneout_flag_takes_what_the_library_takes(value: str, ok: bool, text_file: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """--zoneout accepts [0, 1] like rnnkit.Regularisers(zoneout=) (p = 1 keeps the initial state)."""
+    import rnnkit
+    from rnnkit.cli import build_parser
+    from rnnkit.cli.train import config_from_args
+
+    argv = ["train", "--task", "text", "--data", str(text_file), "--zoneout", value]
+    try:
+        rnnkit.Regularisers(zoneout=float(value))
+        library_ok = True
+    except ValueError:
+        library_ok = False
+    assert library_ok == ok
+    if ok:
+        config, _ = config_from_args(build_parser().parse_args(argv))
+        assert config.zoneout == float(value)
+    else:
+        code, _, err = run_cli(capsys, *argv)
+        assert_usage_error(code, err, "--zoneout", "[0, 1]")

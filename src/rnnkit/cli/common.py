@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-__all__ = ["CLIError", "Parser", "add_json_argument", "check_writable_file", "duration", "non_negative_int", "one_line", "positive_float",
-           "positive_int", "probability", "user_errors", "write_json"]
+__all__ = ["CLIError", "Parser", "add_json_argument", "check_writable_file", "closed_probability", "duration",
+           "non_negative_int", "one_line", "positive_float", "positive_int", "probability", "user_errors", "write_json"]
 
 
 class CLIError(Exception):
@@ -82,6 +82,17 @@ def probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def closed_probability(text: str) -> float:
+    """An argparse type: a number in [0, 1] (zoneout: p = 1 keeps the initial state)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
     return value
 
 

@@ -22,8 +22,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rnnkit.cli.common import (CLIError, add_json_argument, check_writable_file, duration, non_negative_int,
-                               positive_float, positive_int, probability, user_errors, write_json)
+from rnnkit.cli.common import (CLIError, add_json_argument, check_writable_file, closed_probability, duration,
+                               non_negative_int, positive_float, positive_int, probability, user_errors, write_json)
 
 __all__ = ["add_parser", "config_from_args", "run"]
 
@@ -57,8 +57,8 @@ _FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
                                                  help="text/words: variational dropout on each layer's input")),
     (("--recurrent-dropout",), "recurrent_dropout", dict(type=probability, metavar="P",
                                                          help="text/words: variational dropout on the recurrent state")),
-    (("--zoneout",), "zoneout", dict(type=probability, metavar="P",
-                                     help="text/words: each state keeps its previous value with P")),
+    (("--zoneout",), "zoneout", dict(type=closed_probability, metavar="P",
+                                     help="text/words: each state keeps its previous value with P (0 to 1)")),
     (("--weight-drop",), "weight_drop", dict(type=probability, metavar="P",
                                              help="text/words: DropConnect on the recurrent matrix (AWD-LSTM)")),
     (("--embedding",), "embedding_size", dict(type=positive_int, metavar="N", help="text: embedding width")),
