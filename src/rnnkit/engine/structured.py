@@ -142,13 +142,19 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
         bufs.append(buf)
     m = None if mask is None else mask.t().unsqueeze(-1)  # (T, B, 1) bool, time order
     kernel = _choose_kernel(setup, X, W, b, bufs, params)
+    mf = None if m is None else m.squeeze(-1).float().contiguous()  # (T, B) 1/0
+    if setup.reg is not None and setup.reg.state is not None:
+        kernel.hmask = setup.reg.state.to(X.dtype)  # recurrent dropout: the matmul reads h * mask
+    folded = setup.reg is not None and setup.reg.zoned and _fold_zone(setup.reg, kernel, mf)
     if getattr(kernel, "native", False):
-        kernel.run_forward(None if m is None else m.squeeze(-1).float().contiguous())  # type: ignore[attr-defined]
+        kernel.run_forward(mf)  # type: ignore[attr-defined]
         return kernel, m
     fwd = kernel.fwd
+    if folded:  # zoneout (and padding) inside the compiled step
+        for k in range(T):
+            fwd(k)
+        return kernel, m
     if setup.reg is not None:
-        if setup.reg.state is not None:
-            kernel.hmask = setup.reg.state.to(X.dtype)  # recurrent dropout: the matmul reads h * mask
         setup.zl = _zone_weights(setup.reg, kernel, m, X.dtype)
     if setup.zl is not None:  # zoneout: s' = s + a (s_new - s), a = 0 at padded steps
         rows = [kernel.bounds(buf) for buf in bufs]
@@ -169,6 +175,18 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
         for r in rows:  # padded step: the state carries over
             torch.where(ml[k], r[k + 1], r[k], out=r[k + 1])
     return kernel, m
+
+
+def _fold_zone(reg: Masks, kernel: Kernel, mf: Tensor | None) -> bool:
+    """Hand the zoneout weights (and the padding) to a compiled C kernel that mixes the states
+    inside its step (``compiler/czone.py``); False for any other kernel (the driver mixes)."""
+    zone = getattr(kernel, "zone", None)
+    if zone is None or not hasattr(kernel, "cc"):
+        return False
+    H = kernel.H  # type: ignore[attr-defined]
+    X = kernel.X
+    weights = [X.new_ones(H) if z is None else X.new_full((H,), z) if isinstance(z, float) else z for z in reg.zone]
+    return bool(zone(weights, mf))
 
 
 def _zone_weights(reg: Masks, kernel: Kernel, m: Tensor | None, dtype: torch.dtype) -> list[Any] | None:
@@ -246,6 +264,8 @@ class _StructuredScan(torch.autograd.Function):
         taps, clip = bptt.tap is not None, bptt.clip_value is not None or bptt.clip_norm is not None
         back_mm = kernel.back_mm
         zl, hm = setup.zl, kernel.hmask
+        if getattr(kernel, "zoned", False):
+            ml = None  # the compiled step mixes and handles the padding itself
         for k in range(T - 1, -1, -1):
             for s in range(S):
                 if gyl[s] is not None:

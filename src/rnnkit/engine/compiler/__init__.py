@@ -30,6 +30,7 @@ import torch
 
 from rnnkit.engine.compiler.build import load_units, native_enabled
 from rnnkit.engine.compiler.cprint import unit_source
+from rnnkit.engine.compiler.czone import zoned_source
 from rnnkit.engine.compiler.eprint import eager_functions
 from rnnkit.engine.compiler.grad import backward, sum_inputs
 from rnnkit.engine.compiler.ir import Graph
@@ -60,6 +61,7 @@ class CompiledCell:
     param_names: tuple[str, ...]
     libs: dict[torch.dtype, ctypes.CDLL] = field(default_factory=dict)
     fns: dict[str, Any] = field(default_factory=dict)
+    zlibs: dict[torch.dtype, ctypes.CDLL | None] = field(default_factory=dict)
     _eager: tuple[Callable[..., None], Callable[..., None]] | None = None
 
     @property
@@ -86,6 +88,12 @@ class CompiledCell:
         return unit_source(self.unit, self.fwd, self.bwd, self.gates, self.n_states, len(self.param_names),
                            self.rec, self.summed, ctype)
 
+    def zoned_source(self, dtype: torch.dtype) -> str:
+        """This cell's regularised loops in C for one dtype (``czone.py``)."""
+        ctype = "float" if dtype == torch.float32 else "double"
+        return zoned_source(self.unit, self.fwd, self.bwd, self.gates, self.n_states, len(self.param_names),
+                            self.rec, self.summed, ctype)
+
     @property
     def grads_params(self) -> set[int]:
         """Indices of the extra parameters that get a gradient."""
@@ -105,6 +113,26 @@ class CompiledCell:
             self.fns[key] = fn
         return fn
 
+    def cz(self, name: str, dtype: torch.dtype) -> Any:
+        """A regularised loop ``<unit>_z<name>_<f32|f64>`` (``czone.py``; built on first use),
+        or None when this dtype has no C."""
+        if self.libs.get(dtype) is None:
+            return None
+        if dtype not in self.zlibs:
+            tag = f"{self.unit}z_{C_DTYPES[dtype]}"
+            self.zlibs[dtype] = load_units({tag: lambda: self.zoned_source(dtype)}).get(tag)
+        lib = self.zlibs[dtype]
+        if lib is None:
+            return None
+        key = f"z{name}_{C_DTYPES[dtype]}"
+        fn = self.fns.get(key)
+        if fn is None:
+            fn = getattr(lib, f"{self.unit}_{key}")
+            fn.argtypes = _ARGTYPES[name] + _ZARGS[name]
+            fn.restype = None
+            self.fns[key] = fn
+        return fn
+
 
 L, P, I = ctypes.c_long, ctypes.c_void_p, ctypes.c_int
 _ARGTYPES = {
@@ -113,6 +141,11 @@ _ARGTYPES = {
     "step_fwd": [L, L, L, I, L, P, P, P, P, P],
     "step_bwd": [L, L, L, I, L, P, P, P, P, P, P, P, P],
 }
+
+# the regularised loops' extra arguments: the per-step ones add the padding mask M, the zoneout
+# weights Z and their strides Zs; the whole-sequence ones (which take M already) add Z, Zs and
+# the recurrent-dropout mask HM
+_ZARGS = {name: [P, P, P] for name in _ARGTYPES}
 
 _traced: "weakref.WeakKeyDictionary[Any, tuple[CompiledCell | None, str | None]]" = weakref.WeakKeyDictionary()
 _units: dict[str, CompiledCell] = {}

@@ -23,7 +23,7 @@ from __future__ import annotations
 from rnnkit.engine.compiler.ir import Graph, Node
 from rnnkit.engine.compiler.ops import c_expr
 
-__all__ = ["PRELUDE", "unit_source"]
+__all__ = ["PRELUDE", "row_functions", "unit_source"]
 
 PRELUDE = r"""
 #include <math.h>
@@ -173,20 +173,36 @@ def unit_source(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: 
     return _unit(unit, fwd, bwd, G, S, P, rec, summed, ctype, sfx)
 
 
-def _unit(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, summed: bool, T: str,
-          sfx: str) -> str:
-    ptrs = [f"{T} *const sp{i} = sp[{i}]; {T} *const sn{i} = sn[{i}];" for i in range(S)]
+def row_functions(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, summed: bool, T: str, sfx: str,
+                  zoned: bool = False) -> str:
+    """The static row functions: ``row_fwd`` (and ``row_fwdh``, the per-step form of a summed
+    cell) and ``row_bwd``. ``zoned=True`` prints the zoneout forms (``row_fwdz``, ``row_fwdhz``,
+    ``row_bwdz``, see ``czone.py``): they take one more argument, ``zr``, per state a pointer to
+    this row's H weights a of the new value; the forward stores ``lerp(s, s_new, a)`` (torch's
+    formula) and the backward passes ``a * g`` to the cell and ``(1 - a) * g`` straight on."""
+    z = "z" if zoned else ""
+    zarg = f", const {T} *const *zr" if zoned else ""
+    zptrs = [f"const {T} *const zr{i} = zr[{i}];" for i in range(S)] if zoned else []
+    ptrs = [f"{T} *const sp{i} = sp[{i}]; {T} *const sn{i} = sn[{i}];" for i in range(S)] + zptrs
     ptrs += [f"const {T} *const p{i} = P[{i}];" for i in range(P)]
     f_load = {
         "x": lambda b: f"x[{b} * H + j]", "z": lambda b: f"x[{b} * H + j]", "a": lambda b: f"x[{b} * H + j]",
         "hw": lambda b: f"hw[{b} * H + j]",
         "s": lambda i: f"sp{i}[j]", "p": lambda i, b: f"p{i}[{b} * H + j]",
     }
-    f_store = lambda key, v: (f"sn{key[1]}[j] = real ? {v} : sp{key[1]}[j];" if key[0] == "s"  # noqa: E731
-                              else f"x[{key[1]} * H + j] = {v};")
+
+    def f_store(key: tuple, v: str) -> str:
+        if key[0] != "s":
+            return f"x[{key[1]} * H + j] = {v};"
+        i = key[1]
+        if not zoned:
+            return f"sn{i}[j] = real ? {v} : sp{i}[j];"
+        return (f"{{ const {T} a_ = zr{i}[j], s_ = sp{i}[j]; sn{i}[j] = real ? (a_ < ({T})0.5 ? s_ + a_ * ({v} - s_)"
+                f" : {v} - ({v} - s_) * (({T})1 - a_)) : s_; }}")
+
     def row_fwd(name: str, load: dict, extra: dict | None) -> str:
-        return (f"static __attribute__((noinline)) void {unit}_{name}_{sfx}(long H, {T} *x, const {T} *hw, "
-                f"{T} *const *sp, {T} *const *sn, const {T} *const *P, int real) {{\n"
+        return (f"static __attribute__((noinline)) void {unit}_{name}{z}_{sfx}(long H, {T} *x, const {T} *hw, "
+                f"{T} *const *sp, {T} *const *sn, const {T} *const *P, int real{zarg}) {{\n"
                 f"    (void)hw; (void)P;\n" + "".join(f"    {p}\n" for p in ptrs)
                 + "".join(f"    {ln}\n" for ln in _body(fwd, T, load, f_store, extra)) + "}\n")
 
@@ -198,15 +214,16 @@ def _unit(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, s
         h_load = {**f_load, "z": lambda b: f"(x[{b} * H + j] + hw[{b} * H + j])"}
         keep = {}
         for b in range(G):
-            z = fwd.index.get(Node("z", (), (b,), False))
-            if z is not None and ("a", b) not in fwd.outputs:
-                keep[("a", b)] = z
+            zn = fwd.index.get(Node("z", (), (b,), False))
+            if zn is not None and ("a", b) not in fwd.outputs:
+                keep[("a", b)] = zn
         fwd_fn += row_fwd("row_fwdh", h_load, keep)
     bptrs = [f"{T} *const sp{i} = sp[{i}]; {T} *const ds{i} = ds[{i}]; const {T} *const gy{i} = gy ? gy[{i}] : NULL;"
-             for i in range(S)]
+             for i in range(S)] + zptrs
     bptrs += [f"const {T} *const p{i} = P[{i}]; {T} *const dp{i} = dP[{i}];" for i in range(P)]
     b_load = dict(f_load)
-    b_load["gy"] = lambda i: f"ds{i}[j] + (gy{i} ? gy{i}[j] : ({T})0)"
+    g = lambda i: f"(ds{i}[j] + (gy{i} ? gy{i}[j] : ({T})0))"  # noqa: E731 (d(state after the step))
+    b_load["gy"] = (lambda i: f"zr{i}[j] * {g(i)}") if zoned else g
 
     def b_store(key: tuple, v: str) -> str:
         kind = key[0]
@@ -214,14 +231,22 @@ def _unit(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, s
             return f"dx[{key[1]} * H + j] = {v};"
         if kind == "dhw":
             return f"dhw[{key[1]} * H + j] = {v};"
-        if kind == "ds":
-            return f"ds{key[1]}[j] = {v};"
+        if kind == "ds":  # zoned: the kept share (1 - a) g passes straight to the state before
+            return f"ds{key[1]}[j] = {v} + (({T})1 - zr{key[1]}[j]) * {g(key[1])};" if zoned \
+                else f"ds{key[1]}[j] = {v};"
         return f"dp{key[1]}[{key[2]} * H + j] += {v};"
 
-    bwd_fn = (f"static __attribute__((noinline)) void {unit}_row_bwd_{sfx}(long H, const {T} *x, const {T} *hw, {T} *const *sp, "
-              f"const {T} *const *gy, {T} *const *ds, {T} *dx, {T} *dhw, {T} *const *dP, const {T} *const *P) {{\n"
+    bwd_fn = (f"static __attribute__((noinline)) void {unit}_row_bwd{z}_{sfx}(long H, const {T} *x, const {T} *hw, "
+              f"{T} *const *sp, const {T} *const *gy, {T} *const *ds, {T} *dx, {T} *dhw, {T} *const *dP, "
+              f"const {T} *const *P{zarg}) {{\n"
               f"    (void)hw; (void)dhw; (void)P; (void)dP;\n" + "".join(f"    {p}\n" for p in bptrs)
               + "".join(f"    {ln}\n" for ln in _body(bwd, T, b_load, b_store)) + "}\n")
+    return fwd_fn + bwd_fn
+
+
+def _unit(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, summed: bool, T: str,
+          sfx: str) -> str:
+    rows = row_functions(unit, fwd, bwd, G, S, P, summed, T, sfx)
     Sarr = f"{T} *sp[{S}], *sn[{S}]"
     seq_fwd = f"""
 void {unit}_fwd_seq_{sfx}(long T, long B, long H, int flags, {T} *X, {T} *HW, const {T} *W, const {T} *bias,
@@ -283,4 +308,4 @@ void {unit}_step_bwd_{sfx}(long T, long B, long H, int flags, long k, {T} *X, {T
     }}
 }}
 """
-    return fwd_fn + bwd_fn + seq_fwd
+    return rows + seq_fwd

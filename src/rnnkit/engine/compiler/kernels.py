@@ -53,6 +53,26 @@ class CompiledKernel(Kernel):
         self.flags = int(reverse) | (0 if X.is_contiguous() else 2)
         self.P = [p.detach().to(X.dtype).contiguous() for p in params]
         self.dP: list[Tensor] = []
+        self.zargs: tuple = ()  # the regularised loops' extra arguments (``zone``)
+
+    zoned = False  # the regularised C loops run (``zone``): zoneout mixes and padding inside the step
+
+    def zone(self, weights: Sequence[Tensor], M: Tensor | None) -> bool:
+        """Run the regularised C loops (``compiler/czone.py``): ``weights`` per state, the weight of
+        the new value, broadcastable to (T, B, H) in time order; ``M`` (T, B) float 1/0 padding or
+        None. Returns False (nothing changed) when this dtype has no C."""
+        name = "fwd_seq" if getattr(self, "native", False) else "step_fwd"
+        if self.cc.cz(name, self.X.dtype) is None:
+            return False
+        T, B, H = self.T, self.B, self.H
+        Z = []
+        for w in weights:
+            w = w.to(self.X.dtype).expand(T, B, H)  # a view: an eval-mode (H,) row keeps strides 0, 0
+            Z.append(w if w.stride(2) == 1 else w.contiguous())
+        self.Z, self.Mz = Z, M
+        self.zargs = (_p(M), _arr(Z), (ctypes.c_long * (2 * len(Z)))(*[n for w in Z for n in w.stride()[:2]]))
+        self.zoned = True
+        return True
 
     def begin_backward(self, reuse: bool = False) -> None:
         super().begin_backward(reuse)
@@ -72,16 +92,26 @@ class SeqKernel(CompiledKernel):
         self.Wc = self.W.contiguous()
         self.St = _arr(self.states)
         self.Pa = _arr(self.P)
-        self.cc.c("fwd_seq", self.X.dtype)(self.T, self.B, self.H, self.flags, _p(self.X), _p(self.HW),
-                                           _p(self.Wc), _p(self.mm_bias), self.St, self.Pa, _p(m))
+        args = (self.T, self.B, self.H, self.flags, _p(self.X), _p(self.HW), _p(self.Wc), _p(self.mm_bias), self.St,
+                self.Pa, _p(m))
+        if self.zoned or self.hmask is not None:  # the regularised loop (weights 1: recurrent dropout alone)
+            if not self.zoned:
+                self.zone([self.X.new_ones(self.H)] * len(self.states), m)
+            self.HM = None if self.hmask is None else self.hmask.to(self.X.dtype).contiguous()
+            self.cc.cz("fwd_seq", self.X.dtype)(*args, *self.zargs[1:], _p(self.HM))
+        else:
+            self.cc.c("fwd_seq", self.X.dtype)(*args)
 
     def run_backward(self, gys: list[Tensor | None], d: list[Tensor], m: Tensor | None,
                      reuse: bool = False) -> list[Tensor]:
         self.begin_backward(reuse)
         dS = [x.contiguous() for x in d]
-        self.cc.c("bwd_seq", self.X.dtype)(
-            self.T, self.B, self.H, self.flags, _p(self.X), _p(self.HW), _p(self.Wc), self.St, self.Pa,
-            _arr(gys), _arr(dS), _p(self.D), _p(None if self.cc.summed else self.dHW), _arr(self.dP), _p(m))
+        args = (self.T, self.B, self.H, self.flags, _p(self.X), _p(self.HW), _p(self.Wc), self.St, self.Pa,
+                _arr(gys), _arr(dS), _p(self.D), _p(None if self.cc.summed else self.dHW), _arr(self.dP), _p(m))
+        if self.zoned:
+            self.cc.cz("bwd_seq", self.X.dtype)(*args, *self.zargs[1:], _p(self.HM))
+        else:
+            self.cc.c("bwd_seq", self.X.dtype)(*args)
         return dS
 
 
@@ -119,9 +149,18 @@ class StepKernel(CompiledKernel):
         # None, so the driver adds nothing (the LSTM's h: d(h_{t-1}) comes only through W)
         self.direct = [bwd.value(bwd.outputs[("ds", i)]) != 0.0 for i in range(len(self.states))]
 
+    def zone(self, weights: Sequence[Tensor], M: Tensor | None) -> bool:
+        if not super().zone(weights, M):
+            return False
+        self.f = self.cc.cz("step_fwd", self.X.dtype)
+        self.g = self.cc.cz("step_bwd", self.X.dtype)
+        self.direct = [True] * len(self.states)  # the kept share reaches every state before the step
+        return True
+
     def fwd(self, k: int) -> None:
         hw = self.mm.forward(self.mm_in(self.h[k]))  # (B, G)
-        self.f(self.T, self.B, self.H, self.flags, k, _p(self.X), _p(hw), _p(self.HW), self.St, self.Pa)
+        self.f(self.T, self.B, self.H, self.flags, k, _p(self.X), _p(hw), _p(self.HW), self.St, self.Pa,
+               *self.zargs)
 
     def begin_backward(self, reuse: bool = False) -> None:
         super().begin_backward(reuse)
@@ -131,7 +170,7 @@ class StepKernel(CompiledKernel):
     def bwd(self, k: int, d: list[Tensor]) -> list[Tensor | None]:
         d = [x if x.is_contiguous() else x.contiguous() for x in d]
         self.g(self.T, self.B, self.H, self.flags, k, _p(self.X), _p(self.HW), self.St, self.Pa, _arr(d),
-               _p(self.D), self.dHWp, self.dPa)
+               _p(self.D), self.dHWp, self.dPa, *self.zargs)
         return [x if keep else None for x, keep in zip(d, self.direct)]
 
     def back_mm(self, k: int, dHW: Tensor, direct: Tensor | None) -> Tensor:
@@ -140,6 +179,9 @@ class StepKernel(CompiledKernel):
 
 
 class EagerKernel(CompiledKernel):
+    def zone(self, weights: Sequence[Tensor], M: Tensor | None) -> bool:
+        return False  # torch ops per step: the driver mixes the states (one lerp each)
+
     def __init__(self, *args: object) -> None:
         super().__init__(*args)  # type: ignore[arg-type]
         self.x = self.steps(self.X)
