@@ -197,8 +197,10 @@ def row_functions(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, sum
         i = key[1]
         if not zoned:
             return f"sn{i}[j] = real ? {v} : sp{i}[j];"
-        return (f"{{ const {T} a_ = zr{i}[j], s_ = sp{i}[j]; sn{i}[j] = real ? (a_ < ({T})0.5 ? s_ + a_ * ({v} - s_)"
-                f" : {v} - ({v} - s_) * (({T})1 - a_)) : s_; }}")
+        # (a_ = 0 at a padded step; this form is the one gcc vectorizes: a select around the
+        # whole mix was left scalar)
+        return (f"{{ const {T} a_ = real ? zr{i}[j] : ({T})0, s_ = sp{i}[j]; "
+                f"sn{i}[j] = a_ < ({T})0.5 ? s_ + a_ * ({v} - s_) : {v} - ({v} - s_) * (({T})1 - a_); }}")
 
     def row_fwd(name: str, load: dict, extra: dict | None) -> str:
         return (f"static __attribute__((noinline)) void {unit}_{name}{z}_{sfx}(long H, {T} *x, const {T} *hw, "
