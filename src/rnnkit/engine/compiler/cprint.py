@@ -20,6 +20,8 @@ the engine reads in place instead of transposing it.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from rnnkit.engine.compiler.ir import Graph, Node
 from rnnkit.engine.compiler.ops import c_expr
 
@@ -110,7 +112,8 @@ def _closure(g: Graph, roots: list[int], stop: set[int] = frozenset()) -> tuple[
     return sorted(seen), hit
 
 
-def _body(g: Graph, T: str, load: dict[str, object], store: object, extra: dict | None = None) -> list[str]:
+def _body(g: Graph, T: str, load: dict[str, object], store: object, extra: dict | None = None,
+          pre: list[str] | None = None) -> list[str]:
     """Statements of a row function: staged loops (see the module docstring). ``extra``: more
     stores (key -> node) besides the graph's outputs.
 
@@ -148,11 +151,11 @@ def _body(g: Graph, T: str, load: dict[str, object], store: object, extra: dict 
         red = f" reduction(+ : {', '.join(f'v{n}' for n in acc)})" if acc else ""
         lines.append(f"#pragma omp simd{red}")
         lines.append("for (long j = 0; j < H; ++j) {")
-        body = [f"    const {T} v{n} = k{n}[j];" for n in sorted(reused)]
+        body = [f"    {ln}" for ln in pre or []] + [f"    const {T} v{n} = k{n}[j];" for n in sorted(reused)]
         for n in cols:
             node = g.nodes[n]
             if node.op in load:
-                body.insert(0, f"    const {T} v{n} = {load[node.op](*node.attr)};")  # type: ignore[operator]
+                body.insert(len(pre or []), f"    const {T} v{n} = {load[node.op](*node.attr)};")  # type: ignore[operator]
             else:
                 body.append(f"    const {T} v{n} = {c_expr(g, n, name, T)};")
         body += [f"    k{n}[j] = v{n};" for n in keep]
@@ -224,9 +227,6 @@ def row_functions(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, sum
              for i in range(S)] + zptrs
     bptrs += [f"const {T} *const p{i} = P[{i}]; {T} *const dp{i} = dP[{i}];" for i in range(P)]
     b_load = dict(f_load)
-    g = lambda i: f"(ds{i}[j] + (gy{i} ? gy{i}[j] : ({T})0))"  # noqa: E731 (d(state after the step))
-    b_load["gy"] = (lambda i: f"zr{i}[j] * {g(i)}") if zoned else g
-
     def b_store(key: tuple, v: str) -> str:
         kind = key[0]
         if kind in ("dz", "dx"):
@@ -234,16 +234,25 @@ def row_functions(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, sum
         if kind == "dhw":
             return f"dhw[{key[1]} * H + j] = {v};"
         if kind == "ds":  # zoned: the kept share (1 - a) g passes straight to the state before
-            return f"ds{key[1]}[j] = {v} + (({T})1 - zr{key[1]}[j]) * {g(key[1])};" if zoned \
+            return f"ds{key[1]}[j] = {v} + (({T})1 - za{key[1]}_) * zg{key[1]}_;" if zoned \
                 else f"ds{key[1]}[j] = {v};"
         return f"dp{key[1]}[{key[2]} * H + j] += {v};"
 
-    bwd_fn = (f"static __attribute__((noinline)) void {unit}_row_bwd{z}_{sfx}(long H, const {T} *x, const {T} *hw, "
-              f"{T} *const *sp, const {T} *const *gy, {T} *const *ds, {T} *dx, {T} *dhw, {T} *const *dP, "
-              f"const {T} *const *P{zarg}) {{\n"
-              f"    (void)hw; (void)dhw; (void)P; (void)dP;\n" + "".join(f"    {p}\n" for p in bptrs)
-              + "".join(f"    {ln}\n" for ln in _body(bwd, T, b_load, b_store)) + "}\n")
-    return fwd_fn + bwd_fn
+    def row_bwd(name: str, g: Any) -> str:
+        """g(i): d(state i after the step), as C. Zoned: every loop reads g and the weight a once,
+        at its top (a select on ``gy ? gy[j] : 0`` there made gcc's -fPIC code 8x slower, so the
+        zoned forms take no such select: ``row_bwdz`` has no gy, ``row_bwdzg`` a gy for every state)."""
+        load = {**f_load, "gy": (lambda i: f"za{i}_ * zg{i}_") if zoned else g}
+        pre = [f"const {T} zg{i}_ = {g(i)}, za{i}_ = zr{i}[j];" for i in range(S)] if zoned else None
+        return (f"static __attribute__((noinline)) void {unit}_{name}_{sfx}(long H, const {T} *x, const {T} *hw, "
+                f"{T} *const *sp, const {T} *const *gy, {T} *const *ds, {T} *dx, {T} *dhw, {T} *const *dP, "
+                f"const {T} *const *P{zarg}) {{\n"
+                f"    (void)hw; (void)dhw; (void)P; (void)dP; (void)gy;\n" + "".join(f"    {p}\n" for p in bptrs)
+                + "".join(f"    {ln}\n" for ln in _body(bwd, T, load, b_store, pre=pre)) + "}\n")
+
+    if not zoned:
+        return fwd_fn + row_bwd("row_bwd", lambda i: f"(ds{i}[j] + (gy{i} ? gy{i}[j] : ({T})0))")
+    return fwd_fn + row_bwd("row_bwdz", lambda i: f"ds{i}[j]") + row_bwd("row_bwdzg", lambda i: f"(ds{i}[j] + gy{i}[j])")
 
 
 def _unit(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, summed: bool, T: str,

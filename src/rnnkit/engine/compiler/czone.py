@@ -91,6 +91,7 @@ void {unit}_zbwd_seq_{sfx}(long T, long B, long H, int flags, {T} *X, {T} *HW, c
                        const float *M, const {T} *const *Z, const long *Zs, const {T} *HM) {{
     const long G = {G} * H; {T} *sp[{S}], *ds[{S}]; const {T} *gy[{S}]; const {T} *zr[{S}]; LAYOUT
     {T} *tmp = HM ? ({T} *)malloc(sizeof({T}) * B * H) : NULL;
+    {T} *zeros = ({T} *)calloc(H, sizeof({T}));  /* the gy of a state whose sequence got no gradient */
     for (long k = T - 1; k >= 0; --k) {{
         STEP(k)
         for (long b = 0; b < B; ++b) {{
@@ -101,10 +102,10 @@ void {unit}_zbwd_seq_{sfx}(long T, long B, long H, int flags, {T} *X, {T} *HW, c
                 continue;
             }}
             for (int i = 0; i < {S}; ++i) {{
-                sp[i] = St[i] + (sb * B + b) * H; ds[i] = dS[i] + b * H; gy[i] = GY[i] ? GY[i] + r * H : NULL;
+                sp[i] = St[i] + (sb * B + b) * H; ds[i] = dS[i] + b * H; gy[i] = GY[i] ? GY[i] + r * H : zeros;
             }}
             ZROW(t, b)
-            {unit}_row_bwdz_{sfx}(H, X + o, {hw_row}, sp, gy, ds, D + o, {"NULL" if summed else "DHW + o"}, dP, P, zr);
+            {unit}_row_bwdzg_{sfx}(H, X + o, {hw_row}, sp, gy, ds, D + o, {"NULL" if summed else "DHW + o"}, dP, P, zr);
         }}
         if (tmp) {{  /* recurrent dropout: d(h) += (d(hw) W) * HM */
             memset(tmp, 0, sizeof({T}) * B * H);
@@ -115,6 +116,7 @@ void {unit}_zbwd_seq_{sfx}(long T, long B, long H, int flags, {T} *X, {T} *HW, c
         }}
     }}
     free(tmp);
+    free(zeros);
 }}
 #undef ZROW
 """
