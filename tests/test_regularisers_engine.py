@@ -148,3 +148,43 @@ def test_double_backward_with_masks():
         return rnnkit.engine.scan(cell, {"inputs": inp}, regularisers=masks, engine="generic").outputs["h"]
 
     assert torch.autograd.gradgradcheck(f, (x,))
+
+
+@pytest.mark.parametrize("what", ["all", "zoneout", "recurrent_dropout"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "mgu", "layernorm_lstm"])
+def test_whole_sequence_c_loop_with_masks(name, what):
+    """The whole-sequence C loop (``loop="native"``) applies zoneout, padding and recurrent
+    dropout inside its C step (compiler/czone.py): fp64 1e-10 against the oracle, with lengths,
+    reversed, and in eval mode."""
+    reg = ALL if what == "all" else Regularisers(**{what: 0.35})
+    _compare(name, "native", torch.float64, batch=3, reg=reg, lengths=True)
+    _compare(name, "native", torch.float64, batch=3, reg=reg, reverse=True)
+    if what != "recurrent_dropout":  # eval mode: zoneout's expectation (the dropouts are off)
+        _compare(name, "native", torch.float64, batch=3, reg=reg, training=False, lengths=True)
+    _compare(name, "native", torch.float32, batch=2, reg=reg, lengths=True, tol=1e-5)
+
+
+def test_whole_sequence_c_loop_with_masks_runs_in_c():
+    """A forced native plan with masks takes the C loop (not the per-step kernels)."""
+    import rnnkit.engine.structured as structured
+
+    cell = MGU(4).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    masks = ALL.draw(cell, 2, 5, x, True)
+    plan = dataclasses.replace(make_plan("generic", cell, why_not_fused="a cell scan", dtype=x.dtype, device=x.device,
+                                         batch=2, regularised="regularisers"), loop="native")
+    seen = []
+    real = structured._run_forward
+
+    def spy(setup, *args):
+        kernel, m = real(setup, *args)
+        seen.append(type(kernel).__name__)
+        return kernel, m
+
+    structured._run_forward = spy
+    try:
+        run_cell(cell, {"inputs": x}, {"h": torch.zeros(2, 4, dtype=torch.float64)}, {}, mask=None, reverse=False,
+                 plan=plan, regularise=masks)
+    finally:
+        structured._run_forward = real
+    assert seen == ["SeqKernel"]

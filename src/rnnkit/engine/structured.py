@@ -95,8 +95,9 @@ def _choose_kernel(setup: _Setup, X: Tensor, W: Tensor, b: Tensor | None, bufs: 
     serves): compiled code for a cell the compiler takes (whole-sequence C, per-step C between
     oneDNN matmuls, or eager torch ops), else the autograd kernel."""
     cell, loop = setup.cell, None if setup.plan is None else setup.plan.loop
-    if setup.reg is not None and setup.reg.step_loop and loop in (None, "native"):
-        loop = "hybrid"  # masks between steps: the per-step loop (the plan says so too)
+    masked = setup.reg is not None and setup.reg.step_loop
+    if masked and loop is None:
+        loop = "hybrid"  # masks between steps: the per-step loop, unless a plan asks for the C loop
     cc = compile_cell(cell, X.dtype, X.device)
     if cc is None:
         return AutogradKernel(cell, X, W, b, bufs, setup.reverse, pointwise_params(cell))
@@ -108,7 +109,7 @@ def _choose_kernel(setup: _Setup, X: Tensor, W: Tensor, b: Tensor | None, bufs: 
         return StepKernel(*args, mm_dtype=setup.mm_dtype)
     if loop in ("eager", "autograd"):
         return EagerKernel(*args)
-    return make_compiled_kernel(*args, setup.bptt.is_default, setup.mm_dtype)
+    return make_compiled_kernel(*args, setup.bptt.is_default and not masked, setup.mm_dtype)
 
 
 def _reads_batch_major(setup: _Setup, xp: Tensor) -> bool:

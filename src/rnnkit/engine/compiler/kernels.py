@@ -95,8 +95,9 @@ class SeqKernel(CompiledKernel):
         args = (self.T, self.B, self.H, self.flags, _p(self.X), _p(self.HW), _p(self.Wc), _p(self.mm_bias), self.St,
                 self.Pa, _p(m))
         if self.zoned or self.hmask is not None:  # the regularised loop (weights 1: recurrent dropout alone)
-            if not self.zoned:
-                self.zone([self.X.new_ones(self.H)] * len(self.states), m)
+            if not self.zoned and not self.zone([self.X.new_ones(self.H)] * len(self.states), m):
+                raise RuntimeError("rnnkit: the regularised C loop of this cell failed to build; run it on "
+                                   "the per-step loop (a plan with loop='hybrid')")
             self.HM = None if self.hmask is None else self.hmask.to(self.X.dtype).contiguous()
             self.cc.cz("fwd_seq", self.X.dtype)(*args, *self.zargs[1:], _p(self.HM))
         else:
