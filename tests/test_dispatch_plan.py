@@ -44,6 +44,7 @@ def test_plan_is_a_frozen_named_record_with_reasons():
     (8, torch.float32, "hybrid", torch.float32),
     (8, torch.float64, "hybrid", torch.float64),
     (8, torch.bfloat16, "hybrid", torch.float32),
+    (2, torch.bfloat16, "native", torch.float32),  # regression: ran per-step bf16 matmuls, 5x slower at B=1
 ])
 def test_forward_runs_the_kernel_the_plan_names(batch, dtype, loop, compute):  # type: ignore[no-untyped-def]
     layer = rnnkit.GRU(3, 5, engine="generic").to(dtype)

@@ -103,7 +103,7 @@ def _choose_kernel(setup: _Setup, X: Tensor, W: Tensor, b: Tensor | None, bufs: 
         return AutogradKernel(cell, X, W, b, bufs, setup.reverse, pointwise_params(cell))
     args = (cc, cell, X, W, b, bufs, setup.reverse, params)
     has_c = cc.c("fwd_seq", X.dtype) is not None and X.device.type == "cpu"
-    if loop == "native" and has_c and setup.bptt.is_default and setup.mm_dtype is None:
+    if loop == "native" and has_c and setup.bptt.is_default:  # a bf16 call too: float32 throughout in C
         return SeqKernel(*args)
     if loop == "hybrid" and has_c:
         return StepKernel(*args, mm_dtype=setup.mm_dtype)

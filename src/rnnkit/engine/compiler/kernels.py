@@ -221,7 +221,7 @@ def make_compiled_kernel(cc: CompiledCell, cell: object, X: Tensor, W: Tensor, b
     per-step C between oneDNN matmuls, or eager torch ops."""
     args = (cc, cell, X, W, b, states, reverse, params)
     if cc.c("fwd_seq", X.dtype) is not None and X.device.type == "cpu":
-        if whole and X.shape[1] <= MAX_BATCH and mm_dtype is None:
+        if whole and X.shape[1] <= MAX_BATCH:  # a bf16 call (mm_dtype) too: its C loop runs in float32
             return SeqKernel(*args)
         return StepKernel(*args, mm_dtype=mm_dtype)
     return EagerKernel(*args)
