@@ -1,7 +1,9 @@
 """User-written cells on the cell compiler (issue 9 acceptance 3), fp32 forward+backward.
 
-Each cell is a plain ``rnnkit.Structured`` subclass, written as a user would. Each runs as a
-Linear input projection + ``cell(...)``, against:
+Each cell is a plain ``rnnkit.Structured`` subclass, written as a user would. Each runs two
+ways a user runs a cell: ``rnnkit.CellLayer(cell, I)`` (rnnkit's layer for a user's cell: the
+projection computed and handed to the engine as the built-in layers do; the rows named by the
+cell) and ``torch.nn.Linear`` + ``cell(...)`` (the rows ending in ``/linear``), against:
   torch    torch.nn.LSTM (oneDNN), the same B, T, I, H
   loop     a Python loop over torch.nn.LSTMCell
   builtin  rnnkit.LSTM(engine="generic"), the built-in cell on the generic engine
@@ -154,7 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
         impls: dict[str, nn.Module] = {"torch": nn.LSTM(I, H, batch_first=True), "loop": LoopLSTM(I, H),
                                        "builtin": builtin}
         for name, kind in CELLS.items():
-            impls[name] = UserLayer(kind(H), I)
+            impls[name] = rnnkit.CellLayer(kind(H), I)
+            impls[name + "/linear"] = UserLayer(kind(H), I)
         calls = {k: _call(m, x) for k, m in impls.items()}
         times: dict[str, list[float]] = {k: [] for k in calls}
         for run in calls.values():
@@ -170,9 +173,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\n{regime} (B, T, I, H) = {(B, T, I, H)}: torch.nn.LSTM {base * 1e3:.1f} ms, LSTMCell loop "
               f"{loop * 1e3:.1f} ms, built-in {blt * 1e3:.1f} ms", flush=True)
         for name, kind in CELLS.items():
-            t = med[name]
-            print(f"  {name:9s} {t * 1e3:8.1f} ms  /torch {t / base:5.2f}x  per work {t / base * 4 / kind.gates:5.2f}x"
-                  f"  /builtin {t / blt:5.2f}x  loop/this {loop / t:5.1f}x", flush=True)
+            for row in (name, name + "/linear"):
+                t = med[row]
+                print(f"  {row:16s} {t * 1e3:8.1f} ms  /torch {t / base:5.2f}x  per work "
+                      f"{t / base * 4 / kind.gates:5.2f}x  /builtin {t / blt:5.2f}x  loop/this {loop / t:5.1f}x",
+                      flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)

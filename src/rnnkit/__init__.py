@@ -10,6 +10,7 @@ Layers (batch-first; torch.nn's constructor and results):
     ``rnnkit.nn``                  the same layers with torch.nn's defaults, for code written against it
 Your own cell:
     ``Recurrent``, ``Structured``  write ``step`` (or ``pointwise``); the engine runs the sequence
+    ``CellLayer``                  your cell with its input projection, run as the built-in layers are
     ``rnnkit.cells``               the built-in cells (Elman, LSTM, GRU, LayerNorm-LSTM/GRU, ...)
 Training options: ``BPTT`` (truncation, clipping), ``GradientTap`` (per-step gradient norms), ``Regularisers``
 (variational dropout, zoneout, DropConnect),
@@ -33,10 +34,10 @@ from rnnkit.accelerate import accelerate
 from rnnkit.cells import Recurrent, Structured
 from rnnkit.checkpoint import CheckpointError, load, save
 from rnnkit.engine import BPTT, GradientTap, Regularisers, explain
-from rnnkit.layers import GRU, LSTM, RNN, Bidirectional, Stack, Stream, from_torch
+from rnnkit.layers import GRU, LSTM, RNN, Bidirectional, CellLayer, Stack, Stream, from_torch
 
 __all__ = [
-    "BPTT", "Bidirectional", "CheckpointError", "GRU", "GradientTap", "LSTM", "RNN", "Recurrent", "Regularisers",
+    "BPTT", "Bidirectional", "CellLayer", "CheckpointError", "GRU", "GradientTap", "LSTM", "RNN", "Recurrent", "Regularisers",
     "Stack", "Stream", "Structured",
     "__version__", "cells", "engine", "explain", "from_torch", "accelerate", "init", "load", "models", "nn", "save",
     "steps",

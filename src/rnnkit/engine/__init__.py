@@ -129,6 +129,8 @@ def scan(
     run_hooks: bool = True,
     reset: Tensor | None = None,
     regularisers: Regularisers | Masks | None = None,
+    donate: bool = False,
+    rebuild: Callable[[], Tensor] | None = None,
 ) -> Scan:
     """Validate the arguments and run ``cell`` over time (sequences by name). See :func:`apply`.
 
@@ -138,6 +140,8 @@ def scan(
     ``regularisers``: a :class:`Regularisers` (masks drawn here from torch's RNG, in training
     mode as ``cell.training`` says; input dropout acts on every input sequence) or already drawn
     :class:`Masks`.
+    ``donate``/``rebuild``: as in :func:`run_cell` (a layer's own input projection, which
+    nothing else reads; ignored with ``reset`` or ``regularisers``).
     """
     name = type(cell).__name__
     if run_hooks:
@@ -166,9 +170,11 @@ def scan(
         return run_cell_reset(run_cell, cell, sequences, states, fresh, restarts, mask=mask, reverse=reverse,
                               return_initial_states=return_initial_states, bptt=bptt, scope=scope or name,
                               contexts=contexts, plan=plan, regularise=masks)
+    own = donate and regularisers is None
     return run_cell(
         cell, sequences, states, contexts, mask=mask, reverse=reverse,
         return_initial_states=return_initial_states, bptt=bptt, scope=scope or name, plan=plan, regularise=masks,
+        donate=own, rebuild=rebuild if own else None,
     )
 
 
