@@ -47,6 +47,8 @@ class CellLayer(nn.Module):
 
     def __init__(self, cell: Recurrent, input_size: int, bias: bool = True,
                  input_init: Initializer | None = None) -> None:
+        """Give ``cell`` an input projection from ``input_size`` features (``input_init``: the
+        projection's initialiser, default torch's); see the class docstring."""
         super().__init__()
         if not isinstance(cell, Recurrent) or tuple(cell.sequences) != ("inputs",):
             raise bad_argument("cell", "an rnnkit.Recurrent cell with one input sequence ('inputs')", cell,
