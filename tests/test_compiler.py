@@ -157,3 +157,27 @@ def test_compiling_a_cell_leaves_torchs_random_state_alone():
         torch.manual_seed(4)
         outs.append(layer(x)[0])
     assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("printer", ["cprint.py", "czone.py", "ops.py", "build.py"])
+def test_the_library_cache_key_covers_every_c_printer(printer, monkeypatch):
+    """A change to any module that prints C must change the cache key, or a stale library is loaded."""
+    from pathlib import Path
+
+    from rnnkit.engine.compiler import build
+
+    build._fingerprint.cache_clear()
+    before = build._fingerprint()
+    real = Path.read_bytes
+
+    def edited(self):
+        data = real(self)
+        return data + b"\n# edited" if self.name == printer and self.parent.name == "compiler" else data
+
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    build._fingerprint.cache_clear()
+    try:
+        assert build._fingerprint() != before
+    finally:
+        monkeypatch.undo()
+        build._fingerprint.cache_clear()

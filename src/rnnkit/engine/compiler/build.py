@@ -77,7 +77,7 @@ def load_units(units: dict[str, Callable[[], str]]) -> dict[str, ctypes.CDLL]:
 def _fingerprint() -> bytes:
     """The printers' and the machine's identity: a unit's name hashes its math, this the rest."""
     here = Path(__file__).parent
-    code = b"".join((here / f).read_bytes() for f in ("cprint.py", "ops.py", "build.py"))
+    code = b"".join((here / f).read_bytes() for f in ("cprint.py", "czone.py", "ops.py", "build.py"))
     cc = _compiler() or ""
     return hashlib.sha256(code + " ".join(FLAGS).encode() + cc.encode() + _cpu_id().encode()).digest()
 
