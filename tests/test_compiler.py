@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,11 +160,15 @@ def test_compiling_a_cell_leaves_torchs_random_state_alone():
     assert torch.equal(outs[0], outs[1])
 
 
-@pytest.mark.parametrize("printer", ["cprint.py", "czone.py", "ops.py", "build.py"])
-def test_the_library_cache_key_covers_every_c_printer(printer, monkeypatch):
-    """A change to any module that prints C must change the cache key, or a stale library is loaded."""
-    from pathlib import Path
+_COMPILER_DIR = Path(rnnkit.engine.compiler.__file__).parent
+_PRINTERS = sorted({"cprint.py", "cloops.py", "czone.py", "ops.py", "build.py"}
+                   | {f.name for f in _COMPILER_DIR.glob("*.py")})
 
+
+@pytest.mark.parametrize("printer", _PRINTERS)
+def test_the_library_cache_key_covers_every_c_printer(printer, monkeypatch):
+    """A change to any module that prints C must change the cache key, or a stale library is loaded
+    (every module of the compiler package is checked, so a new printer file is covered too)."""
     from rnnkit.engine.compiler import build
 
     build._fingerprint.cache_clear()

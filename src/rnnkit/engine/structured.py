@@ -180,7 +180,7 @@ def _run_forward(setup: _Setup, xp: Tensor, W: Tensor, b: Tensor | None, mask: T
 
 def _fold_zone(reg: Masks, kernel: Kernel, mf: Tensor | None) -> bool:
     """Hand the zoneout weights (and the padding) to a compiled C kernel that mixes the states
-    inside its step (``compiler/czone.py``); False for any other kernel (the driver mixes)."""
+    inside its step (``compiler/czone.py``, ``compiler/cloops.py``); False for any other kernel (the driver mixes)."""
     zone = getattr(kernel, "zone", None)
     if zone is None or not hasattr(kernel, "cc"):
         return False

@@ -73,11 +73,17 @@ def load_units(units: dict[str, Callable[[], str]]) -> dict[str, ctypes.CDLL]:
         return {n: _libs[n] for n in units if n in _libs}
 
 
+def printer_files() -> list[Path]:
+    """The files the library cache key hashes: every module of this package, in name order."""
+    return sorted(Path(__file__).parent.glob("*.py"))
+
+
 @lru_cache(maxsize=1)
 def _fingerprint() -> bytes:
-    """The printers' and the machine's identity: a unit's name hashes its math, this the rest."""
-    here = Path(__file__).parent
-    code = b"".join((here / f).read_bytes() for f in ("cprint.py", "czone.py", "ops.py", "build.py"))
+    """The printers' and the machine's identity: a unit's name hashes its math, this the rest.
+    Every module of the compiler is hashed, so a new or changed printer file can never load a
+    stale library (a change to a module that prints no C only costs one rebuild)."""
+    code = b"".join(f.read_bytes() for f in printer_files())
     cc = _compiler() or ""
     return hashlib.sha256(code + " ".join(FLAGS).encode() + cc.encode() + _cpu_id().encode()).digest()
 

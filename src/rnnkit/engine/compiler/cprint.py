@@ -8,10 +8,8 @@ For each compiled cell (a *unit*, named ``c<digest>``) and each of float32 and f
   values of level m+1 are computed between loops, the last loop stores the outputs. Column
   values are recomputed in each loop rather than kept (no scratch memory per row). All loads of
   column j happen before any store to column j, so outputs may overwrite inputs in place.
-* ``<unit>_fwd_seq_<T>`` / ``<unit>_bwd_seq_<T>``: the whole recurrence (matvec + rows, masks),
-  for small batches.
-* ``<unit>_step_fwd_<T>`` / ``<unit>_step_bwd_<T>``: one step for all rows, between two matmuls
-  the caller runs on oneDNN (the hybrid path; masks and BPTT options stay in Python).
+* around them, the whole-sequence and per-step loops (``cloops.py``, one printer for the plain
+  loops and the regularised ones of ``czone.py``).
 
 Buffers are the engine's (``rnnkit.engine.structured``): X (T, B, G), HW (T, B, G) (cells that
 do not only add x and hw), states (T+1, B, H), D/DHW the gradients, M (T, B) 1/0 masks. X, HW,
@@ -22,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rnnkit.engine.compiler.cloops import loop_functions
 from rnnkit.engine.compiler.ir import Graph, Node
 from rnnkit.engine.compiler.ops import c_expr
 
@@ -170,10 +169,12 @@ def _body(g: Graph, T: str, load: dict[str, object], store: object, extra: dict 
 
 
 def unit_source(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, summed: bool,
-                ctype: str) -> str:
-    """C source of one compiled cell for one C type ("float" or "double")."""
+                ctype: str, zoned: bool = False) -> str:
+    """C source of one compiled cell for one C type ("float" or "double"): its row functions and
+    the loops around them, plain or (``zoned``) the regularised ones (``czone.py``)."""
     sfx = dict((T, S_) for T, S_, _ in TYPES)[ctype]
-    return _unit(unit, fwd, bwd, G, S, P, rec, summed, ctype, sfx)
+    return (row_functions(unit, fwd, bwd, G, S, P, summed, ctype, sfx, zoned=zoned)
+            + loop_functions(unit, G, S, rec, summed, ctype, sfx, zoned=zoned))
 
 
 def row_functions(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, summed: bool, T: str, sfx: str,
@@ -253,70 +254,3 @@ def row_functions(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, sum
     if not zoned:
         return fwd_fn + row_bwd("row_bwd", lambda i: f"(ds{i}[j] + (gy{i} ? gy{i}[j] : ({T})0))")
     return fwd_fn + row_bwd("row_bwdz", lambda i: f"ds{i}[j]") + row_bwd("row_bwdzg", lambda i: f"(ds{i}[j] + gy{i}[j])")
-
-
-def _unit(unit: str, fwd: Graph, bwd: Graph, G: int, S: int, P: int, rec: int, summed: bool, T: str,
-          sfx: str) -> str:
-    rows = row_functions(unit, fwd, bwd, G, S, P, summed, T, sfx)
-    Sarr = f"{T} *sp[{S}], *sn[{S}]"
-    seq_fwd = f"""
-void {unit}_fwd_seq_{sfx}(long T, long B, long H, int flags, {T} *X, {T} *HW, const {T} *W, const {T} *bias,
-                      {T} *const *St, const {T} *const *P, const float *M) {{
-    const long G = {G} * H; {Sarr}; LAYOUT
-    for (long k = 0; k < T; ++k) {{
-        STEP(k)
-        {T} *x = X + t * sT;
-        {"" if summed else f"{T} *hw = HW + t * sT; for (long b = 0; b < B; ++b) {{ if (bias) memcpy(hw + b * sB, bias, sizeof({T}) * G); else memset(hw + b * sB, 0, sizeof({T}) * G); }}"}
-        mv_{sfx}(B, G, H, St[{rec}] + sb * B * H, W, {"x" if summed else "hw"}, sB);
-        for (long b = 0; b < B; ++b) {{
-            for (int i = 0; i < {S}; ++i) {{ sp[i] = St[i] + (sb * B + b) * H; sn[i] = St[i] + (sa * B + b) * H; }}
-            {unit}_row_fwd_{sfx}(H, x + b * sB, {"NULL" if summed else "hw + b * sB"}, sp, sn, P, REAL(t, b));
-        }}
-    }}
-}}
-void {unit}_bwd_seq_{sfx}(long T, long B, long H, int flags, {T} *X, {T} *HW, const {T} *W, {T} *const *St,
-                      const {T} *const *P, {T} *const *GY, {T} *const *dS, {T} *D, {T} *DHW, {T} *const *dP,
-                      const float *M) {{
-    const long G = {G} * H; {T} *sp[{S}], *ds[{S}]; const {T} *gy[{S}]; LAYOUT
-    for (long k = T - 1; k >= 0; --k) {{
-        STEP(k)
-        for (long b = 0; b < B; ++b) {{
-            const long r = t * B + b, o = t * sT + b * sB;
-            if (!REAL(t, b)) {{
-                memset(D + o, 0, sizeof({T}) * G);
-                {"" if summed else f"memset(DHW + o, 0, sizeof({T}) * G);"}
-                continue;
-            }}
-            for (int i = 0; i < {S}; ++i) {{
-                sp[i] = St[i] + (sb * B + b) * H; ds[i] = dS[i] + b * H; gy[i] = GY[i] ? GY[i] + r * H : NULL;
-            }}
-            {unit}_row_bwd_{sfx}(H, X + o, {"NULL" if summed else "HW + o"}, sp, gy, ds, D + o,
-                              {"NULL" if summed else "DHW + o"}, dP, P);
-        }}
-        mvt_{sfx}(B, G, H, {"D" if summed else "DHW"} + t * sT, W, dS[{rec}], sB);
-    }}
-}}
-void {unit}_step_fwd_{sfx}(long T, long B, long H, int flags, long k, {T} *X, const {T} *hw, {T} *HW,
-                       {T} *const *St, const {T} *const *P) {{
-    const long G = {G} * H; {Sarr}; LAYOUT
-    STEP(k)
-    for (long b = 0; b < B; ++b) {{
-        const long o = t * sT + b * sB;
-        {"" if summed else f"if (HW + o != hw + b * G) memcpy(HW + o, hw + b * G, sizeof({T}) * G);"}
-        for (int i = 0; i < {S}; ++i) {{ sp[i] = St[i] + (sb * B + b) * H; sn[i] = St[i] + (sa * B + b) * H; }}
-        {unit}_row_fwd{"h" if summed else ""}_{sfx}(H, X + o, hw + b * G, sp, sn, P, 1);
-    }}
-}}
-void {unit}_step_bwd_{sfx}(long T, long B, long H, int flags, long k, {T} *X, {T} *HW, {T} *const *St,
-                       const {T} *const *P, {T} *const *dS, {T} *D, {T} *DHW, {T} *const *dP) {{
-    const long G = {G} * H; {T} *sp[{S}], *ds[{S}]; LAYOUT
-    STEP(k)
-    for (long b = 0; b < B; ++b) {{
-        const long o = t * sT + b * sB;
-        for (int i = 0; i < {S}; ++i) {{ sp[i] = St[i] + (sb * B + b) * H; ds[i] = dS[i] + b * H; }}
-        {unit}_row_bwd_{sfx}(H, X + o, {"NULL" if summed else "HW + o"}, sp, NULL, ds, D + o,
-                          {"NULL" if summed else "DHW + o"}, dP, P);
-    }}
-}}
-"""
-    return rows + seq_fwd
