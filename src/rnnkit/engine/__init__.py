@@ -29,6 +29,7 @@ from rnnkit.engine.binding import bind, single_step
 from rnnkit.engine.bptt import BPTT, GradientTap
 from rnnkit.engine.compiler import explain
 from rnnkit.engine.dispatch import ENGINES, Plan, check_engine, make_plan
+from rnnkit.engine.general import general_plan, scan_general
 from rnnkit.engine.generic import scan_stepwise
 from rnnkit.engine.hooks import run_pre_hooks
 from rnnkit.engine.kinds import fused_kind
@@ -190,12 +191,16 @@ def _cell_plan(engine: str, cell: RecurrentStep, sequences: Mapping[str, Tensor]
     first = next(iter(sequences.values()))
     backward = torch.is_grad_enabled() and (any(s.requires_grad for s in sequences.values())
                                             or any(p.requires_grad for p in cell.parameters()))
-    return make_plan(
+    structured = can_run_structured(cell, dict(contexts))
+    plan = make_plan(
         engine, cell, why_not_fused="a single-cell scan (the fused backend serves rnnkit.RNN/LSTM/GRU layers)",
         dtype=first.dtype, device=first.device, batch=first.shape[0], lengths=mask is not None,
         backward=backward, plain_bptt=bptt is None or bptt.is_default,
-        structured=can_run_structured(cell, dict(contexts)), where=where, regularised=regularised,
+        structured=structured, where=where, regularised=regularised,
     )
+    if not structured and plan.loop == "autograd":  # a general cell: its compiled loop if its step compiles
+        plan = general_plan(plan.engine, cell, sequences, contexts, bptt, regularised, plan.reason("backend").split(";")[0])
+    return plan
 
 
 def run_cell(
@@ -235,6 +240,8 @@ def run_cell(
                                bptt or BPTT(), scope, donate=donate, rebuild=rebuild, plan=plan, weight=weight,
                                reg=regularise)
     first = next(iter(sequences.values()))
+    if plan.backend == "generic-compiled" and regularise is None:  # a general cell's compiled loop
+        return scan_general(cell, sequences, states, mask, reverse, return_initial_states, bptt, scope)
     step = None if regularise is None else wrap_step(cell, regularise, first.shape[1], reverse, weight,
                                                       getattr(cell, "bias", None))
     return scan_stepwise(

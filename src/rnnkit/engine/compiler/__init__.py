@@ -223,10 +223,14 @@ def compile_cell(cell: Any, dtype: torch.dtype, device: torch.device | str) -> C
 def explain(cell_or_layer: Any) -> str | None:
     """Why a cell (or the first of a layer's cells that does not compile) cannot compile, naming
     the op or value; None when everything compiles. Such a cell runs on the autograd kernel."""
-    if not hasattr(cell_or_layer, "pointwise") and hasattr(cell_or_layer, "modules"):
-        from rnnkit.steps.base import RecurrentStep
+    from rnnkit.steps.base import RecurrentStep
 
+    if isinstance(cell_or_layer, RecurrentStep) and not hasattr(cell_or_layer, "pointwise"):
+        from rnnkit.engine.compiler.general import general_explain
+
+        return general_explain(cell_or_layer)  # a general cell: its whole step, matmuls included
+    if not hasattr(cell_or_layer, "pointwise") and hasattr(cell_or_layer, "modules"):
         cells = [m for m in cell_or_layer.modules() if isinstance(m, RecurrentStep)]
-        reasons = [r for r in (_lower(c)[1] for c in cells) if r is not None]
+        reasons = [r for r in (explain(c) for c in cells) if r is not None]
         return reasons[0] if reasons else None
     return _lower(cell_or_layer)[1]

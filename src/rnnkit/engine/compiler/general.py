@@ -1,0 +1,182 @@
+"""General cells: a ``Recurrent`` cell whose ``step`` holds matmuls against its own parameters.
+
+``compile_general(cell, widths, dtype, device)`` traces ``step`` for sequences of these feature
+widths (``gtrace.py``), derives its backward (``ggrad.py``) and prints both as C (``gprint.py``),
+built and cached like every other unit (``build.py``). The engine runs the result in
+``rnnkit.engine.general``: the whole recurrence in one C call each way, the weight gradients as
+one GEMM per matmul at the end. ``general_explain(cell, widths)`` names what keeps a cell off it.
+
+    >>> import torch, rnnkit
+    >>> from rnnkit.engine.compiler.general import compile_general
+    >>> class TwoLayer(rnnkit.Recurrent):
+    ...     states = ("h1", "h2")
+    ...     def __init__(self, n):
+    ...         super().__init__()
+    ...         self.n = n
+    ...         self.W, self.U = torch.nn.Linear(n, n), torch.nn.Linear(n, n, bias=False)
+    ...         self.V, self.R = torch.nn.Linear(n, n), torch.nn.Linear(n, n, bias=False)
+    ...     def state_shape(self, name):
+    ...         return (self.n,)
+    ...     def step(self, inputs, h1, h2):
+    ...         h1 = torch.tanh(self.W(inputs) + self.U(h1))
+    ...         return h1, torch.tanh(self.V(h1) + self.R(h2))
+    >>> cg = compile_general(TwoLayer(4), (4,), torch.float32, "cpu")
+    >>> len(cg.mm), cg.lib is not None
+    (4, True)
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rnnkit.engine.compiler.build import load_units, native_enabled
+from rnnkit.engine.compiler.ggrad import general_backward, matmuls, node_widths
+from rnnkit.engine.compiler.gprint import general_source
+from rnnkit.engine.compiler.gtrace import trace_general
+from rnnkit.engine.compiler.ir import Graph
+from rnnkit.engine.compiler.trace import Unsupported
+
+__all__ = ["CompiledGeneral", "compile_general", "general_explain"]
+
+C_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
+L, P, I = ctypes.c_long, ctypes.c_void_p, ctypes.c_int
+_ARGTYPES = {
+    "fwd_seq": [L, L, I, P, P, P, P, P, P],
+    "bwd_seq": [L, L, I, P, P, P, P, P, P, P, P, P, P],
+    "step_bwd": [L, L, I, L, P, P, P, P, P, P, P, P, P, P],
+}
+
+
+@dataclass
+class CompiledGeneral:
+    """A general cell's step as compiled code for sequences of widths ``seqs``.
+
+    ``mm``: per matmul m, (parameter index, lin, O, K): y_m = x_m W^T (lin, W stored (O, K)) or
+    x_m W (W stored (K, O)). ``vectors``: indices of the parameters the step reads elementwise.
+    ``libs``: dtype -> the shared library holding ``<unit>_*_<f32|f64>``.
+    """
+
+    unit: str
+    fwd: Graph
+    bwd: Graph
+    seqs: tuple[int, ...]
+    states: tuple[int, ...]
+    mm: tuple[tuple[int, bool, int, int], ...]
+    vectors: tuple[int, ...]
+    vector_widths: tuple[int, ...]
+    libs: dict[torch.dtype, ctypes.CDLL] = field(default_factory=dict)
+    fns: dict[str, Any] = field(default_factory=dict)
+    _src: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lib(self) -> ctypes.CDLL | None:
+        """A library holding this cell's C (None: no C for any dtype yet)."""
+        return next(iter(self.libs.values()), None)
+
+    def source(self, dtype: torch.dtype) -> str:
+        """This cell's C for one dtype (float32 or float64)."""
+        ctype = "float" if dtype == torch.float32 else "double"
+        if ctype not in self._src:
+            loads = _loads(self)
+            mms = matmuls(self.fwd)
+            self._src[ctype] = general_source(self.unit, self.fwd, self.bwd, node_widths(self.fwd, loads),
+                                              node_widths(self.bwd, loads), self.seqs, self.states, mms, ctype)
+        return self._src[ctype]
+
+    @property
+    def grads_vectors(self) -> set[int]:
+        """Indices of the vector parameters that get a gradient."""
+        return {k[1] for k in self.bwd.outputs if k[0] == "dp"}
+
+    def c(self, name: str, dtype: torch.dtype) -> Any:
+        """The C function ``<unit>_<name>_<f32|f64>`` (argument types declared), or None."""
+        lib = self.libs.get(dtype)
+        if lib is None:
+            return None
+        key = f"{name}_{C_DTYPES[dtype]}"
+        fn = self.fns.get(key)
+        if fn is None:
+            fn = getattr(lib, f"{self.unit}_{key}")
+            fn.argtypes = _ARGTYPES[name]
+            fn.restype = None
+            self.fns[key] = fn
+        return fn
+
+
+def _loads(cg: CompiledGeneral) -> dict[tuple, int]:
+    """Widths of every load: sequences, states (and their gradients), vector parameters, matmul outputs."""
+    loads: dict[tuple, int] = {}
+    for i, w in enumerate(cg.seqs):
+        loads[("x", i)] = w
+    for i, h in enumerate(cg.states):
+        loads[("s", i)] = loads[("gy", i)] = h
+    for m, (_, _, O, _) in enumerate(cg.mm):
+        loads[("y", m)] = O
+    for i, w in zip(cg.vectors, cg.vector_widths):
+        loads[("p", i)] = w
+    return loads
+
+
+_traced: "weakref.WeakKeyDictionary[Any, dict[tuple[int, ...], tuple[CompiledGeneral | None, str | None]]]" = \
+    weakref.WeakKeyDictionary()
+_units: dict[str, CompiledGeneral] = {}
+
+
+def _lower(cell: Any, widths: tuple[int, ...]) -> tuple[CompiledGeneral | None, str | None]:
+    """Trace, differentiate and name a general cell for these sequence widths (cached per cell)."""
+    per_cell = _traced.setdefault(cell, {})
+    hit = per_cell.get(widths)
+    if hit is not None:
+        return hit
+    try:
+        fwd, sizes = trace_general(cell, widths)
+    except Unsupported as err:
+        per_cell[widths] = (None, str(err))
+        return per_cell[widths]
+    params = [p for _, p in cell.named_parameters()]
+    pw = {i: int(p.shape[-1]) for i, p in enumerate(params) if p.dim() == 1 or (p.dim() == 2 and p.shape[0] == 1)}
+    mms = matmuls(fwd)
+    mm = tuple(tuple(fwd.nodes[n].attr) for n in mms)
+    vectors = tuple(sorted({fwd.nodes[n].attr[0] for n in fwd.live() if fwd.nodes[n].op == "p"}))
+    draft = CompiledGeneral("", fwd, Graph(), tuple(widths), sizes, mm, vectors,  # type: ignore[arg-type]
+                            tuple(pw[i] for i in vectors))
+    bwd = general_backward(fwd, _loads(draft), len(widths), len(sizes))
+    key = f"general|{widths}|{sizes}|{mm}|{vectors}|{draft.vector_widths}\n{fwd.signature()}\n--\n{bwd.signature()}"
+    unit = "g" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    done = _units.get(unit)
+    if done is None:
+        done = CompiledGeneral(unit, fwd, bwd, draft.seqs, sizes, mm, vectors, draft.vector_widths)  # type: ignore[arg-type]
+        _units[unit] = done
+    per_cell[widths] = (done, None)
+    return per_cell[widths]
+
+
+def compile_general(cell: Any, widths: tuple[int, ...], dtype: torch.dtype,
+                    device: torch.device | str) -> CompiledGeneral | None:
+    """The compiled form of a general cell for sequences of feature ``widths``, with C for this
+    dtype when the device is a CPU with a C compiler; None when the cell does not compile (see
+    :func:`general_explain`)."""
+    cg, _ = _lower(cell, tuple(int(w) for w in widths))
+    if cg is None:
+        return None
+    if torch.device(device).type == "cpu" and dtype in C_DTYPES and dtype not in cg.libs and native_enabled():
+        name = f"{cg.unit}_{C_DTYPES[dtype]}"
+        libs = load_units({name: lambda: cg.source(dtype)})
+        if name in libs:
+            cg.libs[dtype] = libs[name]
+    return cg
+
+
+def general_explain(cell: Any, widths: tuple[int, ...] | None = None) -> str | None:
+    """Why a general cell does not compile for sequences of these widths (default: each
+    sequence's declared width, else the first state's), naming the op; None when it does."""
+    if widths is None:
+        first = tuple(cell.state_shape(cell.states[0])) if cell.states else ()
+        guess = (int(first[0]) if len(first) == 1 else 1,)
+        widths = tuple(int((tuple(cell.sequence_shape(n) or guess) + (1,))[0]) for n in cell.sequences)
+    return _lower(cell, tuple(widths))[1]
