@@ -41,7 +41,7 @@ from typing import Any, Mapping
 
 from torch import Tensor
 
-from rnnkit.engine import call
+from rnnkit.engine import call, plan_call
 from rnnkit.engine.result import Scan
 from rnnkit.steps.base import RecurrentStep
 
@@ -80,6 +80,33 @@ class Recurrent(RecurrentStep):
                     return_initial_states=return_initial_states, initial_states=initial_states,
                     contexts=contexts, bptt=bptt, engine=engine, full=True, reset=reset,
                     regularisers=regularisers)
+
+    def plan(
+        self,
+        *sequences: Tensor,
+        mask: Tensor | None = None,
+        lengths: Tensor | None = None,
+        bptt: Any = None,
+        engine: str = "auto",
+        regularisers: Any = None,
+        **named: Tensor,
+    ) -> Any:
+        """The dispatch plan (``rnnkit.engine.Plan``: backend, loop form, dtype and the reasons)
+        that calling the cell with these arguments runs. Nothing is computed.
+
+            >>> import torch, rnnkit
+            >>> class Accumulator(rnnkit.Recurrent):
+            ...     states = ("h",)
+            ...     def state_shape(self, name):
+            ...         return (3,)
+            ...     def step(self, inputs, h):
+            ...         return inputs + h
+            >>> plan = Accumulator().plan(torch.ones(1, 4, 3))
+            >>> plan.backend, plan.loop
+            ('generic-compiled', 'native')
+        """
+        return plan_call(self, sequences, named, mask=mask, lengths=lengths, bptt=bptt, engine=engine,
+                         regularisers=regularisers)
 
     def forward(
         self,

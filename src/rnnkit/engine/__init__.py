@@ -43,7 +43,7 @@ from rnnkit.steps.base import RecurrentStep
 
 __all__ = [
     "BPTT", "ENGINES", "GradientTap", "Masks", "Plan", "Regularisers", "Scan", "apply", "call", "explain",
-    "flip_padded", "fused_kind", "lengths_to_mask", "make_plan", "mask_to_lengths", "run_cell", "run_pre_hooks", "scan",
+    "flip_padded", "fused_kind", "lengths_to_mask", "make_plan", "mask_to_lengths", "plan_call", "run_cell", "run_pre_hooks", "scan",
 ]
 
 
@@ -177,6 +177,28 @@ def scan(
         return_initial_states=return_initial_states, bptt=bptt, scope=scope or name, plan=plan, regularise=masks,
         donate=own, rebuild=rebuild if own else None,
     )
+
+
+def plan_call(
+    cell: RecurrentStep,
+    sequences: tuple[Tensor, ...],
+    named: Mapping[str, Tensor],
+    *,
+    mask: Tensor | None = None,
+    lengths: Tensor | Sequence[int] | None = None,
+    bptt: BPTT | None = None,
+    engine: str = "auto",
+    regularisers: Regularisers | None = None,
+) -> Plan:
+    """The dispatch plan a scan of ``cell`` with these arguments runs (``rnnkit.Recurrent.plan``).
+    Nothing is computed."""
+    check_engine(engine)
+    seqs, _, ctx = bind(cell, sequences, named, None, None)
+    B, T = _check_sequences(cell, seqs)
+    first = next(iter(seqs.values()))
+    mask, _, _ = resolve_mask(mask, lengths, B, T, first.device)
+    inside = regularisers.inside(cell.training) if isinstance(regularisers, Regularisers) else None
+    return _cell_plan(engine, cell, seqs, ctx, mask, bptt, type(cell).__name__, inside)
 
 
 def _drop_inputs(reg: Regularisers, seq: Tensor, training: bool) -> Tensor:

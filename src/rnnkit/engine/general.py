@@ -76,7 +76,7 @@ def general_plan(engine: str, cell: Any, sequences: Mapping[str, Tensor], contex
         return autograd(f"its step compiles, but compiled C serves float32/float64 CPU calls with a C compiler "
                         f"(this call: {dtype}, {device.type})")
     plain = bptt is None or bptt.is_default
-    loop_why = (f"whole-sequence C loop over the general step ({len(cg.mm)} matmuls as matvecs, B = {B} <= "
+    loop_why = (f"whole-sequence C loop over the general step ({len(cg.mm)} matmul(s) as matvecs, B = {B} <= "
                 f"{MAX_BATCH}); weight gradients: one GEMM per matmul"
                 + ("" if plain else "; backward one C call per step (BPTT options between steps)"))
     return Plan(engine, "generic-compiled", "native", dtype, dtype,

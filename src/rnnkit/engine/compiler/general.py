@@ -30,7 +30,7 @@ import ctypes
 import hashlib
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -41,7 +41,7 @@ from rnnkit.engine.compiler.gtrace import trace_general
 from rnnkit.engine.compiler.ir import Graph
 from rnnkit.engine.compiler.trace import Unsupported
 
-__all__ = ["CompiledGeneral", "compile_general", "general_explain"]
+__all__ = ["CompiledGeneral", "compile_general", "compile_generals", "general_explain"]
 
 C_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 L, P, I = ctypes.c_long, ctypes.c_void_p, ctypes.c_int
@@ -156,19 +156,32 @@ def _lower(cell: Any, widths: tuple[int, ...]) -> tuple[CompiledGeneral | None, 
     return per_cell[widths]
 
 
+def compile_generals(pairs: Sequence[tuple[Any, tuple[int, ...]]],
+                     dtypes: Sequence[torch.dtype] = (torch.float32, torch.float64)) -> list[CompiledGeneral | None]:
+    """Compile several (cell, sequence widths) at once: every C unit not built yet goes into ONE
+    library (a test run's many cells pay one compiler call)."""
+    lowered = [_lower(cell, tuple(int(w) for w in widths))[0] for cell, widths in pairs]
+    wanted = {}
+    for cg in lowered:
+        for dt in dtypes:
+            if cg is not None and dt in C_DTYPES and dt not in cg.libs:
+                wanted[f"{cg.unit}_{C_DTYPES[dt]}"] = (cg, dt)
+    if wanted and native_enabled():
+        libs = load_units({name: (lambda cg=cg, dt=dt: cg.source(dt)) for name, (cg, dt) in wanted.items()})
+        for name, (cg, dt) in wanted.items():
+            if name in libs:
+                cg.libs[dt] = libs[name]
+    return lowered
+
+
 def compile_general(cell: Any, widths: tuple[int, ...], dtype: torch.dtype,
                     device: torch.device | str) -> CompiledGeneral | None:
     """The compiled form of a general cell for sequences of feature ``widths``, with C for this
     dtype when the device is a CPU with a C compiler; None when the cell does not compile (see
     :func:`general_explain`)."""
     cg, _ = _lower(cell, tuple(int(w) for w in widths))
-    if cg is None:
-        return None
-    if torch.device(device).type == "cpu" and dtype in C_DTYPES and dtype not in cg.libs and native_enabled():
-        name = f"{cg.unit}_{C_DTYPES[dtype]}"
-        libs = load_units({name: lambda: cg.source(dtype)})
-        if name in libs:
-            cg.libs[dtype] = libs[name]
+    if cg is not None and torch.device(device).type == "cpu" and dtype in C_DTYPES and dtype not in cg.libs:
+        compile_generals([(cell, widths)], (dtype,))
     return cg
 
 
@@ -179,4 +192,9 @@ def general_explain(cell: Any, widths: tuple[int, ...] | None = None) -> str | N
         first = tuple(cell.state_shape(cell.states[0])) if cell.states else ()
         guess = (int(first[0]) if len(first) == 1 else 1,)
         widths = tuple(int((tuple(cell.sequence_shape(n) or guess) + (1,))[0]) for n in cell.sequences)
+        why = _lower(cell, widths)[1]
+        if why is not None and why.startswith("tracing raised"):
+            why += (f" (traced with guessed input widths {widths}: declare sequence_shape, or call "
+                    "general_explain(cell, widths))")
+        return why
     return _lower(cell, tuple(widths))[1]
