@@ -191,7 +191,14 @@ def plan_call(
     regularisers: Regularisers | None = None,
 ) -> Plan:
     """The dispatch plan a scan of ``cell`` with these arguments runs (``rnnkit.Recurrent.plan``).
-    Nothing is computed."""
+    ``sequences`` are (B, T, *shape), positional in ``cell.sequences`` order or by name in
+    ``named``; ``mask`` (B, T) bool or ``lengths`` (B,). Nothing is computed.
+
+        >>> import torch, rnnkit
+        >>> cell = rnnkit.cells.ElmanCell(4)
+        >>> plan_call(cell, (torch.randn(2, 5, 4),), {}).loop     # (B, T, H)
+        'native'
+    """
     check_engine(engine)
     seqs, _, ctx = bind(cell, sequences, named, None, None)
     B, T = _check_sequences(cell, seqs)
