@@ -137,3 +137,52 @@ def test_a_failed_first_call_does_not_fix_the_batch_size():
     assert stream.batch_size is None
     assert tuple(stream(torch.randn(2, 4, 3)).shape) == (2, 4, 4)  # batch 2 is this stream's
     assert stream.batch_size == 2
+
+
+# ----------------------------------------------------------------------------- a tagger streams too
+def _tagger(cell, learn_h0):
+    from rnnkit.models import SequenceTagger, TaggerConfig
+
+    torch.manual_seed(5)
+    model = SequenceTagger(TaggerConfig(vocab_size=7, learn_initial_state=learn_h0,
+                                        rnn=RNNConfig(cell=cell, hidden_size=6, num_layers=2)))
+    if learn_h0:
+        with torch.no_grad():
+            model.h0.normal_()  # a learned start that differs from zeros
+    return model.eval()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
+@pytest.mark.parametrize("learn_h0", [False, True])
+def test_a_tagger_streamed_in_two_calls_equals_one_call(cell, learn_h0):
+    """The oracle: the same text in one call. The second call used to get the state as ``lengths``."""
+    model = _tagger(cell, learn_h0)
+    tokens = torch.randint(0, 7, (3, 11))
+    whole, _ = model(tokens)
+    stream = rnnkit.Stream(model)
+    streamed = torch.cat([stream(tokens[:, :4]), stream(tokens[:, 4:])], 1)  # (B, T, O)
+    _close(streamed, whole, 1e-5)
+    steps = rnnkit.Stream(model)
+    _close(torch.stack([steps.step(tokens[:, t]) for t in range(11)], 1), whole, 1e-5)
+
+
+def test_a_streamed_tagger_restarts_rows():
+    model = _tagger("gru", False)
+    tokens = torch.randint(0, 7, (3, 9))
+    stream = rnnkit.Stream(model)
+    stream(tokens[:, :4])
+    stream.reset([1])
+    y = stream(tokens[:, 4:])
+    _close(y[[0, 2]], model(tokens)[0][[0, 2], 4:], 1e-5)
+    _close(y[1], model(tokens[1:2, 4:])[0][0], 1e-5)  # row 1 from the start state, alone
+
+
+def test_a_tagger_with_a_learned_start_refuses_resets_clearly():
+    """Resets restart rows from zeros, not from the learned h0: refused, naming the fix."""
+    model = _tagger("lstm", True)
+    stream = rnnkit.Stream(model)
+    tokens = torch.randint(0, 7, (2, 5))
+    stream(tokens)
+    stream.reset([0])
+    with pytest.raises(ValueError, match=r"reset.*learn_initial_state.*Fix"):
+        stream(tokens)

@@ -19,6 +19,7 @@ the call (``rnnkit.engine.reset``), while the other rows carry on.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import torch
@@ -37,6 +38,18 @@ def _detach(state: Any) -> Any:
     return state
 
 
+def _state_by_name(module: Any) -> bool:
+    """True when ``module``'s forward names a ``state`` parameter that is not its second, as
+    ``SequenceTagger.forward(tokens, lengths=None, state=None)``: the carried state then goes by
+    name, not second (where the tagger would read it as ``lengths``)."""
+    forward = getattr(module, "forward", module)
+    try:
+        names = list(inspect.signature(forward).parameters)
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        return False
+    return "state" in names and names.index("state") != 1
+
+
 def _move(state: Any, like: Tensor) -> Any:
     """The carried state on ``like``'s device and (floating) dtype: it follows ``module.to(...)``."""
     if isinstance(state, Tensor):
@@ -52,7 +65,8 @@ class Stream:
     """Carry ``module``'s state across calls: ``y = stream(x_chunk)``.
 
     ``module`` is called as ``module(x, state, **options) -> (y, state)`` (``rnnkit.RNN/LSTM/GRU``,
-    ``rnnkit.Stack``, ``rnnkit.models.LanguageModel``, ...). Options:
+    ``rnnkit.Stack``, ``rnnkit.models.LanguageModel``, ...), or as ``module(x, state=state, ...)``
+    when its forward has a ``state`` parameter elsewhere (``rnnkit.models.SequenceTagger``). Options:
 
     * ``reset=`` bool (B,) or (B, T) in a call restarts rows (at the call's first step, or at the
       marked steps) from the initial state; ``stream.reset(rows)`` marks rows for the next call,
@@ -78,6 +92,7 @@ class Stream:
                                "pass e.g. rnnkit.LSTM(...) or a LanguageModel")
         self.module = module
         self.detach = detach
+        self._by_name = _state_by_name(module)
         self.state: Any = None
         self.batch_size: int | None = None
         self._pending: Tensor | list[int] | None = None  # rows to restart at the next call
@@ -172,7 +187,7 @@ class Stream:
             options["reset"] = reset
         param = self._param()
         state = self.state if param is None or self.state is None else _move(self.state, param)
-        y, state = self.module(x, state, **options)
+        y, state = self.module(x, state=state, **options) if self._by_name else self.module(x, state, **options)
         self._commit(batch, state)
         return y
 

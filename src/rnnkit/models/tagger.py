@@ -57,14 +57,22 @@ class SequenceTagger(nn.Module):
         n_states = 2 if config.rnn.cell == "lstm" else 1
         self.h0 = nn.Parameter(torch.zeros(n_states, L * D, 1, H)) if config.learn_initial_state else None
 
-    def forward(self, tokens: Tensor, lengths: Tensor | None = None, state: object = None) -> tuple[Tensor, object]:
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None, state: object = None, *,
+                reset: Tensor | None = None) -> tuple[Tensor, object]:
+        """tokens (B, T) int64 -> (logits (B, T, O), state). ``reset`` (B,) or (B, T) bool restarts
+        rows from zeros (``rnnkit.engine.reset``; refused with a learned initial state, which a
+        restarted row would not get). ``rnnkit.Stream`` passes the carried state as ``state=``."""
         if tokens.dim() != 2 or tokens.dtype != torch.int64:
             raise bad_argument("tokens", "int64 token ids of shape (B, T)", tokens, "encode the symbols first")
+        if reset is not None and self.h0 is not None:
+            raise bad_argument("reset", "None for a tagger with learn_initial_state=True (a reset row restarts "
+                               "from zeros, not from the learned h0)", reset,
+                               "start those rows in a call of their own, or build the tagger without a learned h0")
         weight = self.head.weight
         x = F.one_hot(tokens.clamp_min(0), self.config.vocab_size).to(weight.dtype)  # (B, T, V)
         if state is None:
             state = self.initial_state(tokens.shape[0])
-        y, state = self.rnn(x, state, lengths)  # (B, T, D*H)
+        y, state = self.rnn(x, state, lengths, reset=reset)  # (B, T, D*H)
         return self.head(y), state  # (B, T, O)
 
     def initial_state(self, batch: int) -> object:
@@ -80,9 +88,10 @@ class SequenceTagger(nn.Module):
         h = self.h0.expand(-1, -1, batch, -1)  # (S, L*D, B, H)
         return (h[0], h[1]) if self.config.rnn.cell == "lstm" else h[0]
 
-    def step(self, tokens: Tensor, state: object = None) -> tuple[Tensor, object]:
-        """One symbol per sequence: tokens (B,) -> (logits (B, O), state), for decoding."""
-        logits, state = self(tokens.unsqueeze(1), None, state)  # (B, 1, O)
+    def step(self, tokens: Tensor, state: object = None, *, reset: Tensor | None = None) -> tuple[Tensor, object]:
+        """One symbol per sequence: tokens (B,) -> (logits (B, O), state), for decoding.
+        ``reset`` (B,) bool restarts the marked rows before the step (as in ``forward``)."""
+        logits, state = self(tokens.unsqueeze(1), None, state, reset=reset)  # (B, 1, O)
         return logits[:, 0], state
 
     def generate(self, prompt: Any, config: Any = None, *, vocab: Any = None, constraint: Any = None,
