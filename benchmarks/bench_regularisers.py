@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as harness  # noqa: E402
 
 import rnnkit  # noqa: E402
+from rnnkit.cells.examples import MGU  # noqa: E402  (Zhou et al. 2016: a user's cell, compiled)
 
 VARIANTS = {  # one sensible setting each (AWD-LSTM / Krueger et al. values)
     "plain": {},
@@ -29,19 +30,6 @@ VARIANTS = {  # one sensible setting each (AWD-LSTM / Krueger et al. values)
     "weight_drop=0.5": dict(weight_drop=0.5),
     "all four": dict(input_dropout=0.25, recurrent_dropout=0.25, zoneout=0.1, weight_drop=0.5),
 }
-
-
-class MGU(rnnkit.Structured):
-    """Minimal gated unit (Zhou et al. 2016): a user's cell, compiled."""
-
-    gates = 2
-    states = ("h",)
-
-    def pointwise(self, inputs, hw, h):  # type: ignore[no-untyped-def]
-        xf, xn = inputs.chunk(2, dim=1)
-        hf, hn = hw.chunk(2, dim=1)
-        f = torch.sigmoid(xf + hf)
-        return (1 - f) * h + f * torch.tanh(xn + f * hn)
 
 
 class UserLayer(torch.nn.Module):

@@ -24,80 +24,13 @@ import time
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import rnnkit
+from rnnkit.cells.examples import CIFG, LNLSTM, MGU, UserGRU, UserLSTM
 
 REGIMES = {"latency": (1, 1024, 64, 128), "middle": (32, 256, 128, 256), "throughput": (16, 256, 768, 768)}
 QUICK = {"latency": (1, 48, 8, 16), "middle": (4, 24, 8, 16), "throughput": (3, 16, 24, 24)}  # every path, tiny
-
-
-class UserLSTM(rnnkit.Structured):
-    """The LSTM math as a user writes it."""
-    states = ("h", "c")
-    gates = 4
-
-    def pointwise(self, inputs, hw, h, c):  # type: ignore[no-untyped-def]
-        i, f, g, o = (inputs + hw).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
-
-
-class CIFG(rnnkit.Structured):
-    """Coupled input-forget gate LSTM (Greff et al. 2017): i = 1 - f."""
-    states = ("h", "c")
-    gates = 3
-
-    def pointwise(self, inputs, hw, h, c):  # type: ignore[no-untyped-def]
-        f, g, o = (inputs + hw).chunk(3, dim=1)
-        f = torch.sigmoid(f)
-        c = f * c + (1 - f) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
-
-
-class MGU(rnnkit.Structured):
-    """Minimal gated unit (Zhou et al. 2016)."""
-    states = ("h",)
-    gates = 2
-
-    def pointwise(self, inputs, hw, h):  # type: ignore[no-untyped-def]
-        xf, xn = inputs.chunk(2, dim=1)
-        hf, hn = hw.chunk(2, dim=1)
-        f = torch.sigmoid(xf + hf)
-        return (1 - f) * h + f * torch.tanh(xn + f * hn)
-
-
-class LNLSTM(rnnkit.Structured):
-    """LayerNorm-LSTM written by a user: LN over the gate pre-activations and over c."""
-    states = ("h", "c")
-    gates = 4
-
-    def __init__(self, hidden: int) -> None:
-        super().__init__(hidden)
-        self.ln_g = nn.Parameter(torch.ones(4 * hidden))
-        self.ln_b = nn.Parameter(torch.zeros(4 * hidden))
-        self.ln_c = nn.Parameter(torch.ones(hidden))
-
-    def pointwise(self, inputs, hw, h, c):  # type: ignore[no-untyped-def]
-        z = F.layer_norm(inputs + hw, (inputs.shape[1],), self.ln_g, self.ln_b)
-        i, f, g, o = z.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(F.layer_norm(c, (c.shape[1],), self.ln_c, None)), c
-
-
-class UserGRU(rnnkit.Structured):
-    """GRU (reset-after) as a user writes it: x and hw are used apart (the split path)."""
-    states = ("h",)
-    gates = 3
-
-    def pointwise(self, inputs, hw, h):  # type: ignore[no-untyped-def]
-        xr, xz, xn = inputs.chunk(3, dim=1)
-        hr, hz, hn = hw.chunk(3, dim=1)
-        r = torch.sigmoid(xr + hr)
-        z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        return n + z * (h - n)
 
 
 CELLS = {"user-lstm": UserLSTM, "cifg": CIFG, "mgu": MGU, "ln-lstm": LNLSTM, "user-gru": UserGRU}

@@ -15,27 +15,7 @@ import torch.nn.functional as F
 
 import rnnkit
 import rnnkit.engine as engine
-
-
-class UserLSTM(rnnkit.Structured):
-    states = ("h", "c")
-    gates = 4
-
-    def pointwise(self, inputs, hw, h, c):  # type: ignore[no-untyped-def]
-        i, f, g, o = (inputs + hw).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
-
-
-class MGU(rnnkit.Structured):
-    states = ("h",)
-    gates = 2
-
-    def pointwise(self, inputs, hw, h):  # type: ignore[no-untyped-def]
-        xf, xn = inputs.chunk(2, dim=1)
-        hf, hn = hw.chunk(2, dim=1)
-        f = torch.sigmoid(xf + hf)
-        return (1 - f) * h + f * torch.tanh(xn + f * hn)
+from rnnkit.cells.examples import MGU, UserLSTM
 
 
 def _grads(y, wrt):  # type: ignore[no-untyped-def]

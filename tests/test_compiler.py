@@ -14,22 +14,11 @@ import torch
 
 import rnnkit
 from rnnkit.cells import ElmanCell, GRUCell, LayerNormLSTMCell, LSTMCell
+from rnnkit.cells.examples import UserLSTM  # the same IR, so the same compiled unit, as LSTMCell
 from rnnkit.engine.compiler import compile_cell, explain
 from rnnkit.engine.generic import scan_stepwise
 
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
-
-
-class UserLSTM(rnnkit.Structured):
-    """The LSTM math written by a user: the same IR, so the same compiled unit, as LSTMCell."""
-
-    states = ("h", "c")
-    gates = 4
-
-    def pointwise(self, inputs, hw, h, c):  # type: ignore[no-untyped-def]
-        i, f, g, o = (inputs + hw).chunk(4, dim=1)
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c_new), c_new
 
 
 class SinCell(rnnkit.Structured):

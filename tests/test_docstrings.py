@@ -16,7 +16,7 @@ import re
 import pytest
 import torch
 
-PUBLIC = ["rnnkit", "rnnkit.steps", "rnnkit.cells", "rnnkit.layers", "rnnkit.models", "rnnkit.data", "rnnkit.data.reber", "rnnkit.engine",
+PUBLIC = ["rnnkit", "rnnkit.steps", "rnnkit.cells", "rnnkit.cells.examples", "rnnkit.layers", "rnnkit.models", "rnnkit.data", "rnnkit.data.reber", "rnnkit.engine",
           "rnnkit.generation", "rnnkit.training", "rnnkit.reference", "rnnkit.init", "rnnkit.checkpoint", "rnnkit.errors"]
 SHAPE = re.compile(r"\((?:[A-Z]\w*|\d+|\.\.\.|\*\w*)(?:\s*[*+-]\s*\w+)*(?:, ?[^()]{0,30})?\)")  # (B, T, H), (G*H,), (T,)
 

@@ -21,6 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit
 from rnnkit.cells import ElmanCell, LSTMCell
+from rnnkit.cells.examples import UserLSTM  # the LSTM math written by a user
 
 ENGINES = ["auto", "fused", "generic"]
 KINDS = ["rnn_tanh", "lstm", "gru"]
@@ -137,20 +138,8 @@ def test_gradgradcheck_small_layer(engine, kind):
     assert torch.autograd.gradgradcheck(fn, (x, *params))
 
 
-class _UserLSTM(rnnkit.Structured):
-    """The LSTM math written by a user (runs on the generic engine's eager custom-cell path)."""
-
-    states = ("h", "c")
-    gates = 4
-
-    def pointwise(self, inputs, hw, h, c):
-        i, f, g, o = (inputs + hw).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
-
-
 def test_gradgradcheck_custom_structured_cell_scan():
-    cell = _UserLSTM(2).double()
+    cell = UserLSTM(2).double()
     with torch.no_grad():
         cell.bias.normal_()
     names = [n for n, _ in cell.named_parameters()]

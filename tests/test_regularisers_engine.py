@@ -14,18 +14,8 @@ import pytest
 import torch
 
 import rnnkit
+from rnnkit.cells.examples import MGU  # a user cell the compiler takes
 from rnnkit.engine import Regularisers, make_plan, run_cell
-
-
-class MGU(rnnkit.Structured):  # a user cell the compiler takes
-    gates = 2
-    states = ("h",)
-
-    def pointwise(self, inputs, hw, h):
-        xf, xn = inputs.chunk(2, dim=1)
-        hf, hn = hw.chunk(2, dim=1)
-        f = torch.sigmoid(xf + hf)
-        return (1 - f) * h + f * torch.tanh(xn + f * hn)
 
 
 class SinCell(rnnkit.Structured):  # a user cell the compiler refuses (sin): the autograd kernel

@@ -12,16 +12,7 @@ import pytest
 import torch
 
 import rnnkit
-
-
-class UserLSTM(rnnkit.Structured):
-    gates = 4
-    states = ("h", "c")
-
-    def pointwise(self, inputs, hw, h, c):
-        i, f, g, o = (inputs + hw).chunk(4, dim=1)
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c_new), c_new
+from rnnkit.cells.examples import UserLSTM
 
 
 @pytest.mark.parametrize("batch", [2, 8])  # the whole-sequence C loop and the hybrid kernel
