@@ -1,18 +1,21 @@
-"""The C printer of general cells (``gtrace.py``): a whole step per batch row, matmuls included.
+"""The C printer of general cells (``gtrace.py``): a whole step for all batch rows, matmuls included.
 
-Every column node is a vector of a width fixed at trace time (printed as a constant). The row
-functions walk the live nodes in topological order: loads are pointers into the engine's
-buffers, a slice is a pointer into its argument, a row value is a scalar, and every other
-column node fills its own stretch of a scratch array, one ``omp simd`` loop per node. A matmul
-is a matvec against the parameter's storage (``lin``: y[o] = sum_k x[k] W[o, k], dot products
-over rows of W; else y[o] = sum_k x[k] W[k, o], rows of W scaled and added); the forward writes
-its output straight into the saved-outputs buffer Y_m and copies its input to A_m, which the
-engine's weight-gradient GEMM reads. ``mmt`` is the transposed matvec of the backward.
+Every column node is, per batch row, a vector of a width fixed at trace time (printed as a
+constant); a row value is one scalar per row. The step functions walk the live nodes in
+topological order, each node for all B rows before the next: loads are pointers into the
+engine's buffers (row stride: the width; a parameter's is 0, it is shared by every row), a slice
+is a pointer into its argument, and every other node fills its own (B, width) stretch of a
+scratch array, one ``omp simd`` loop per row. A matmul loops over the weight's rows outside the
+batch rows, so each row of W is read from memory once per step and reused from L1 by every
+batch row (``lin``: y[o] = sum_k x[k] W[o, k], dot products; else y[o] = sum_k x[k] W[k, o],
+rows of W scaled and added). The forward writes a matmul's output straight into the
+saved-outputs buffer Y_m and copies its input to A_m, which the engine's weight-gradient GEMM
+reads; ``mmt`` is the transposed matvec of the backward.
 
 Entry points per unit and C type (``<unit>_<name>_<f32|f64>``); buffers are time-major,
 X_i (T, B, I_i), states (T+1, B, H_i), A_m (T, B, K_m), Y_m / DY_m (T, B, O_m), M (T, B) 1/0:
 
-* ``fwd_seq``: the whole forward recurrence (a padded step keeps the state and zeroes A);
+* ``fwd_seq``: the whole forward recurrence (a padded row keeps its state; its A rows are zeroed);
 * ``bwd_seq``: the whole backward (d(states) in dS (B, H_i) carry across steps);
 * ``step_bwd``: the backward of one step k for all rows (d(states after) in Din, d(states
   before) to Dout), for a Python driver that taps, clips or truncates between steps.
@@ -28,112 +31,128 @@ __all__ = ["general_source"]
 _ALIAS = ("x", "s", "p", "y", "gy")
 
 
-class _Row:
-    """Prints one row function's body: node by node, in topological order."""
+class _Step:
+    """Prints one step function's body (all B rows), node by node, in topological order."""
 
     def __init__(self, g: Graph, widths: dict[int, int], T: str, load: dict[str, object]) -> None:
         self.g, self.w, self.T, self.load = g, widths, T, load
         self.lines: list[str] = []
-        self.size = 0  # scratch elements used
-        self.filled: dict[int, str] = {}  # row node -> a scratch vector holding it
+        self.size = 0  # scratch elements used per batch row
+        self.stride: dict[int, str] = {}  # column node -> its row stride (a C constant)
 
     def name(self, n: int) -> str:
+        """Node n at row b, column j (inside the row and column loops)."""
         node = self.g.nodes[n]
         if node.op in ("const", "count"):
             return c_expr(self.g, n, self.name, self.T)
-        return f"v{n}" if node.row else f"v{n}[j]"
+        return f"v{n}[b]" if node.row else f"v{n}[b * {self.stride[n]} + j]"
 
-    def scratch(self, n: int, width: int) -> str:
-        self.lines.append(f"{self.T} *const v{n} = wk + {self.size};")
+    def scratch(self, n: int, width: int) -> None:
+        self.lines.append(f"{self.T} *const v{n} = wk + B * {self.size};")
         self.size += width
-        return f"v{n}"
+        self.stride[n] = str(width)
 
-    def vec(self, n: int, width: int) -> str:
-        """A pointer to node n as a vector of ``width`` (a row value is broadcast once)."""
+    def rows(self, *body: str) -> None:
+        self.lines.append("for (long b = 0; b < B; ++b) {")
+        self.lines += [f"    {ln}" for ln in body]
+        self.lines.append("}")
+
+    def vec(self, n: int, width: int) -> tuple[str, str]:
+        """(pointer, row stride) of node n as a vector of ``width`` (a row value is broadcast)."""
         if not self.g.nodes[n].row:
-            return f"v{n}"
-        key = (n, width)
-        if key not in self.filled:  # type: ignore[comparison-overlap]
-            ptr = f"f{n}_{width}"
-            self.lines.append(f"{self.T} *const {ptr} = wk + {self.size};")
-            self.lines.append(f"for (long j = 0; j < {width}; ++j) {ptr}[j] = {self.name(n)};")
+            return f"v{n}", self.stride[n]
+        ptr = f"f{n}_{width}"
+        if not any(ln.startswith(f"{self.T} *const {ptr} ") for ln in self.lines):
+            self.lines.append(f"{self.T} *const {ptr} = wk + B * {self.size};")
             self.size += width
-            self.filled[key] = ptr  # type: ignore[index]
-        return self.filled[key]  # type: ignore[index]
+            self.rows(f"for (long j = 0; j < {width}; ++j) {ptr}[b * {width} + j] = {self.name(n)};")
+        return ptr, str(width)
 
-    def loop(self, width: int, body: str, red: str = "") -> None:
-        self.lines.append(f"#pragma omp simd{red}")
-        self.lines.append(f"for (long j = 0; j < {width}; ++j) {body}")
-
-    def emit(self, n: int, mm_out: dict[int, tuple[str, str]]) -> None:
+    def emit(self, n: int, saved: dict[int, tuple[str, str]]) -> None:
         g, T = self.g, self.T
         node = g.nodes[n]
         op, w = node.op, self.w[n]
         if op in ("const", "count"):
             return
         if op in _ALIAS:
-            self.lines.append(f"const {T} *const v{n} = {self.load[op](*node.attr)};")  # type: ignore[operator]
+            ptr, stride = self.load[op](*node.attr)  # type: ignore[operator]
+            self.lines.append(f"const {T} *const v{n} = {ptr};")
+            self.stride[n] = stride
         elif op == "rsum":
-            self.lines.append(f"{T} v{n} = 0;")
+            self.scratch(n, 1)
+            body = [f"{T} s = 0;"]
             for a in node.args:
-                self.loop(self.w[a], f"v{n} += {self.name(a)};", f" reduction(+ : v{n})")
+                body += ["#pragma omp simd reduction(+ : s)", f"for (long j = 0; j < {self.w[a]}; ++j) s += {self.name(a)};"]
+            self.rows(*body, f"v{n}[b] = s;")
         elif node.row:
-            self.lines.append(f"const {T} v{n} = {c_expr(g, n, self.name, T)};")
+            self.scratch(n, 1)
+            self.rows(f"v{n}[b] = {c_expr(g, n, self.name, T)};")
         elif op == "slice":
-            self.lines.append(f"const {T} *const v{n} = v{node.args[0]} + {node.attr[0]};")
+            a = node.args[0]
+            self.lines.append(f"const {T} *const v{n} = v{a} + {node.attr[0]};")
+            self.stride[n] = self.stride[a]
         elif op == "cat":
             self.scratch(n, w)
-            at = 0
+            body, at = [], 0
             for a in node.args:
-                self.lines.append(f"memcpy(v{n} + {at}, {self.vec(a, self.w[a])}, sizeof({T}) * {self.w[a]});")
+                ptr, stride = self.vec(a, self.w[a])
+                body.append(f"memcpy(v{n} + b * {w} + {at}, {ptr} + b * {stride}, sizeof({T}) * {self.w[a]});")
                 at += self.w[a]
+            self.rows(*body)
         elif op == "pad":  # attr (start, piece width, total width)
             a, (start, piece, total) = node.args[0], node.attr
+            ptr, stride = self.vec(a, piece)
             self.scratch(n, total)
-            self.lines.append(f"memset(v{n}, 0, sizeof({T}) * {total});")
-            self.lines.append(f"memcpy(v{n} + {start}, {self.vec(a, piece)}, sizeof({T}) * {piece});")
+            self.lines.append(f"memset(v{n}, 0, sizeof({T}) * B * {total});")
+            self.rows(f"memcpy(v{n} + b * {total} + {start}, {ptr} + b * {stride}, sizeof({T}) * {piece});")
         elif op in ("mm", "mmt"):
-            self.matvec(n, mm_out.get(n))
+            self.matvec(n, saved.get(n))
         else:
             self.scratch(n, w)
-            self.loop(w, f"v{n}[j] = {c_expr(g, n, self.name, T)};")
+            self.rows("#pragma omp simd", f"for (long j = 0; j < {w}; ++j) v{n}[b * {w} + j] = {c_expr(g, n, self.name, T)};")
 
     def matvec(self, n: int, saved: tuple[str, str] | None) -> None:
-        """mm: y = x W^T (lin) or x W; mmt: d(x) = d(y) W (lin) or d(y) W^T. ``saved``: (A row, Y
-        row) pointers of a forward matmul (its input is copied to A, its output written to Y)."""
+        """mm: y = x W^T (lin) or x W; mmt: d(x) = d(y) W (lin) or d(y) W^T, for all B rows, each
+        row of W read once. ``saved``: the (A, Y) step slabs of a forward matmul (its input is
+        copied to A, its output written to Y)."""
         g, T = self.g, self.T
         node = g.nodes[n]
         p, lin, O, K = node.attr
-        a = node.args[0]
         W = f"((const {T} *)P[{p}])"
         if node.op == "mm":
-            rows, cols, dot = O, K, lin  # out[r] over r < O from in of K
+            rows, cols, dot = O, K, lin  # out[r] for r < O from an input of K
         else:
             rows, cols, dot = K, O, not lin
-        x = self.vec(a, cols)
+        x, xs = self.vec(node.args[0], cols)
         if saved is not None:
-            self.lines.append(f"memcpy({saved[0]}, {x}, sizeof({T}) * {cols});")
+            self.rows(f"memcpy({saved[0]} + b * {cols}, {x} + b * {xs}, sizeof({T}) * {cols});")
             self.lines.append(f"{T} *const v{n} = {saved[1]};")
+            self.stride[n] = str(rows)
         else:
             self.scratch(n, rows)
-        if dot:  # out[r] = sum_c W[r * cols + c] in[c]
-            self.lines.append(f"for (long r = 0; r < {rows}; ++r) {{ const {T} *wr = {W} + r * {cols}; {T} s = 0;")
-            self.loop(cols, f"s += wr[j] * {x}[j];", " reduction(+ : s)")
-            self.lines.append(f"v{n}[r] = s; }}")
-        else:  # out[r] = sum_c in[c] W[c * rows + r]
-            self.lines.append(f"memset(v{n}, 0, sizeof({T}) * {rows});")
-            self.lines.append(f"for (long c = 0; c < {cols}; ++c) {{ const {T} *wc = {W} + c * {rows}; "
-                              f"const {T} xc = {x}[c];")
-            self.loop(rows, f"v{n}[j] += xc * wc[j];")
-            self.lines.append("}")
+        if dot:  # out[b, r] = sum_c W[r * cols + c] x[b, c]
+            self.lines += [f"for (long r = 0; r < {rows}; ++r) {{", f"    const {T} *wr = {W} + r * {cols};"]
+            self.lines += ["    for (long b = 0; b < B; ++b) {", f"        const {T} *xb = {x} + b * {xs}; {T} s = 0;",
+                           "#pragma omp simd reduction(+ : s)",
+                           f"        for (long j = 0; j < {cols}; ++j) s += wr[j] * xb[j];",
+                           f"        v{n}[b * {rows} + r] = s;", "    }", "}"]
+        else:  # out[b, r] = sum_c x[b, c] W[c * rows + r]
+            self.lines.append(f"memset(v{n}, 0, sizeof({T}) * B * {rows});")
+            self.lines += [f"for (long c = 0; c < {cols}; ++c) {{", f"    const {T} *wc = {W} + c * {rows};"]
+            self.lines += ["    for (long b = 0; b < B; ++b) {", f"        const {T} xc = {x}[b * {xs} + c]; "
+                           f"{T} *ob = v{n} + b * {rows};", "#pragma omp simd",
+                           f"        for (long j = 0; j < {rows}; ++j) ob[j] += xc * wc[j];", "    }", "}"]
 
-    def store(self, target: str, n: int, width: int, acc: bool = False) -> None:
+    def store(self, target: str, n: int, width: int, keep: str | None = None, acc: bool = False) -> None:
+        """target[b, j] = node n; ``keep``: a (B, width) slab padded rows keep; ``acc``: += over real rows."""
         value = self.name(n)
-        self.loop(width, f"{target}[j] {'+=' if acc else '='} {value};")
-
-
-def _function(head: str, row: _Row) -> tuple[str, int]:
-    return head + " {\n" + "".join(f"    {ln}\n" for ln in row.lines) + "}\n", row.size
+        if acc:
+            self.rows("if (!rl[b]) continue;", "#pragma omp simd", f"for (long j = 0; j < {width}; ++j) {target}[j] += {value};")
+        elif keep is None:
+            self.rows("#pragma omp simd", f"for (long j = 0; j < {width}; ++j) {target}[b * {width} + j] = rl[b] ? {value} : 0;")
+        else:
+            self.rows("#pragma omp simd", f"for (long j = 0; j < {width}; ++j) {target}[b * {width} + j] = "
+                      f"rl[b] ? {value} : {keep}[b * {width} + j];")
 
 
 def general_source(unit: str, fwd: Graph, bwd: Graph, fw: dict[int, int], bw: dict[int, int], seqs: tuple[int, ...],
@@ -143,120 +162,81 @@ def general_source(unit: str, fwd: Graph, bwd: Graph, fw: dict[int, int], bw: di
     matmul nodes, in their index order."""
     sfx = dict((T, s) for T, s, _ in TYPES)[ctype]
     T = ctype
-    NX, NS, NM = len(seqs), len(states), len(mms)
-    load = {"x": lambda i: f"xs[{i}]", "s": lambda i: f"sp[{i}]", "p": lambda i: f"(const {T} *)P[{i}]",
-            "y": lambda m: f"ys[{m}]", "gy": lambda i: f"gin[{i}]"}
-    f = _Row(fwd, fw, T, load)
-    saved = {n: (f"as[{m}]", f"ys[{m}]") for m, n in enumerate(mms)}
+    K = [fwd.nodes[n].attr[3] for n in mms]
+    O = [fwd.nodes[n].attr[2] for n in mms]
+    load = {"x": lambda i: (f"X[{i}] + t * B * {seqs[i]}", str(seqs[i])),
+            "s": lambda i: (f"St[{i}] + sb * B * {states[i]}", str(states[i])),
+            "p": lambda i: (f"(const {T} *)P[{i}]", "0"),
+            "y": lambda m: (f"Y[{m}] + t * B * {O[m]}", str(O[m])),
+            "gy": lambda i: (f"gin[{i}]", str(states[i]))}
+    f = _Step(fwd, fw, T, load)
+    saved = {n: (f"(A[{m}] + t * B * {K[m]})", f"(Y[{m}] + t * B * {O[m]})") for m, n in enumerate(mms)}
     for n in fwd.live():
         f.emit(n, saved)
     for (_, i), n in fwd.outputs.items():
-        f.store(f"sn[{i}]", n, states[i])
-    fsrc, fsize = _function(f"static void {unit}_row_fwd_{sfx}({T} *wk, const {T} *const *xs, const {T} *const *sp, "
-                            f"{T} *const *sn, const void *const *P, {T} *const *as, {T} *const *ys)", f)
-    b = _Row(bwd, bw, T, load)
+        f.store(f"(St[{i}] + sa * B * {states[i]})", n, states[i], keep=f"(St[{i}] + sb * B * {states[i]})")
+    f.rows("if (rl[b]) continue;", *[f"memset(A[{m}] + (t * B + b) * {K[m]}, 0, sizeof({T}) * {K[m]});"
+                                     for m in range(len(mms))])  # a padded row adds nothing to dW
+    b = _Step(bwd, bw, T, load)
     for n in bwd.live():
         b.emit(n, {})
     for key, n in bwd.outputs.items():
         kind, i = key
         if kind == "dx":
-            b.store(f"dx[{i}]", n, seqs[i])
+            b.store(f"(DX[{i}] + t * B * {seqs[i]})", n, seqs[i])
         elif kind == "ds":
-            b.store(f"gout[{i}]", n, states[i])
+            b.store(f"gout[{i}]", n, states[i], keep=f"gin[{i}]")
         elif kind == "dy":
-            b.store(f"dy[{i}]", n, fwd.nodes[mms[i]].attr[2])
+            b.store(f"(DY[{i}] + t * B * {O[i]})", n, O[i])
         else:
             b.store(f"dP[{i}]", n, _pwidth(fwd, fw, i), acc=True)
-    bsrc, bsize = _function(f"static void {unit}_row_bwd_{sfx}({T} *wk, const {T} *const *xs, const {T} *const *sp, "
-                            f"const {T} *const *gin, {T} *const *gout, const void *const *P, const {T} *const *ys, "
-                            f"{T} *const *dx, {T} *const *dP, {T} *const *dy)", b)
-    wk = max(fsize, bsize, 1) + sum(states)
-    K = [fwd.nodes[n].attr[3] for n in mms]
-    O = [fwd.nodes[n].attr[2] for n in mms]
-    arr = lambda name, vals: f"static const long {name}[] = {{{', '.join(map(str, vals)) or '0'}}};"  # noqa: E731
-    consts = "\n".join([arr(f"{unit}_NXw_{sfx}", seqs), arr(f"{unit}_NSw_{sfx}", states),
-                        arr(f"{unit}_NK_{sfx}", K), arr(f"{unit}_NO_{sfx}", O)])
-    Xw, Sw, Kw, Ow = (f"{unit}_{x}_{sfx}" for x in ("NXw", "NSw", "NK", "NO"))
-    dims = f"enum {{ NX = {NX}, NS = {NS}, NM = {NM} }};"
-    ptrs = (f"const {T} *xs[NX + 1]; const {T} *sp[NS + 1]; (void)xs; (void)sp;")
-    row_at = (f"for (int i = 0; i < NX; ++i) xs[i] = X[i] + (t * B + b) * {Xw}[i];\n"
-              f"            for (int i = 0; i < NS; ++i) sp[i] = St[i] + (sb * B + b) * {Sw}[i];")
-    return "#include <stdlib.h>\n" + fsrc + bsrc + f"""
-{consts}
-#define GSTEP(k) const long t = (flags & 1) ? T - 1 - (k) : (k); const long sb = (flags & 1) ? t + 1 : t; \\
-    const long sa = (flags & 1) ? t : t + 1; (void)sa;
+    head = (f"static void {unit}_%s_{sfx}({T} *wk, long B, long t, long sb, long sa, const unsigned char *rl, "
+            f"{T} *const *X, {T} *const *St, const void *const *P, {T} *const *A, {T} *const *Y, "
+            f"const {T} *const *gin, {T} *const *gout, {T} *const *DX, {T} *const *dP, {T} *const *DY)")
+    body = lambda s: "".join(f"    {ln}\n" for ln in s.lines)  # noqa: E731
+    wk = max(f.size, b.size, 1) + sum(states)
+    src = ["#include <stdlib.h>\n",
+           head % "step_fwd_at" + " {\n    (void)sa; (void)gin; (void)gout; (void)DX; (void)dP; (void)DY;\n" + body(f) + "}\n",
+           head % "step_bwd_at" + " {\n    (void)sa; (void)A;\n" + body(b) + "}\n"]
+    S = len(states)
+    gin_fill = "".join(
+        f"        {{ {T} *g = wk + B * {max(f.size, b.size, 1) + sum(states[:i])}; const {T} *gy = GY[{i}] ? GY[{i}] + t * B * {h} : NULL;\n"
+        f"          for (long r = 0; r < B * {h}; ++r) g[r] = dS[{i}][r] + (gy && rl[r / {h}] ? gy[r] : 0);\n"
+        f"          gin[{i}] = g; gout[{i}] = dS[{i}]; }}\n" for i, h in enumerate(states))
+    real = ("        for (long b = 0; b < B; ++b) rl[b] = !M || M[t * B + b] != 0;\n")
+    step = ("const long t = (flags & 1) ? T - 1 - k : k, sb = (flags & 1) ? t + 1 : t, "
+            "sa = (flags & 1) ? t : t + 1;")
+    src.append(f"""
 void {unit}_fwd_seq_{sfx}(long T, long B, int flags, {T} *const *X, {T} *const *St, const void *const *P,
                      {T} *const *A, {T} *const *Y, const float *M) {{
-    {dims} {ptrs} {T} *sn[NS + 1], *as[NM + 1], *ys[NM + 1];
-    {T} *wk = ({T} *)malloc(sizeof({T}) * {wk});
+    {T} *wk = ({T} *)malloc(sizeof({T}) * B * {wk}); unsigned char *rl = (unsigned char *)malloc(B);
     for (long k = 0; k < T; ++k) {{
-        GSTEP(k)
-        for (long b = 0; b < B; ++b) {{
-            {row_at}
-            for (int i = 0; i < NS; ++i) sn[i] = St[i] + (sa * B + b) * {Sw}[i];
-            for (int m = 0; m < NM; ++m) {{ as[m] = A[m] + (t * B + b) * {Kw}[m]; ys[m] = Y[m] + (t * B + b) * {Ow}[m]; }}
-            if (M && M[t * B + b] == 0) {{  /* a padded step keeps the state; A is zeroed for the dW GEMM */
-                for (int i = 0; i < NS; ++i) memcpy(sn[i], sp[i], sizeof({T}) * {Sw}[i]);
-                for (int m = 0; m < NM; ++m) memset(as[m], 0, sizeof({T}) * {Kw}[m]);
-                continue;
-            }}
-            {unit}_row_fwd_{sfx}(wk, xs, sp, sn, P, as, ys);
-        }}
+        {step}
+{real}        {unit}_step_fwd_at_{sfx}(wk, B, t, sb, sa, rl, X, St, P, A, Y, NULL, NULL, NULL, NULL, NULL);
     }}
-    free(wk);
-}}
-static void {unit}_bwd_at_{sfx}({T} *wk, long T, long B, long t, long sb, long b, {T} *const *X, {T} *const *St,
-                          const void *const *P, {T} *const *Y, const {T} *const *gin, {T} *const *gout,
-                          {T} *const *DX, {T} *const *dP, {T} *const *DY, const float *M) {{
-    {dims} {ptrs} const {T} *ys[NM + 1]; {T} *dx[NX + 1], *dy[NM + 1];
-    for (int i = 0; i < NX; ++i) dx[i] = DX[i] + (t * B + b) * {Xw}[i];
-    for (int m = 0; m < NM; ++m) {{ ys[m] = Y[m] + (t * B + b) * {Ow}[m]; dy[m] = DY[m] + (t * B + b) * {Ow}[m]; }}
-    if (M && M[t * B + b] == 0) {{  /* a padded step kept the state: its gradient passes unchanged */
-        for (int i = 0; i < NX; ++i) memset(dx[i], 0, sizeof({T}) * {Xw}[i]);
-        for (int m = 0; m < NM; ++m) memset(dy[m], 0, sizeof({T}) * {Ow}[m]);
-        for (int i = 0; i < NS; ++i) if (gout[i] != gin[i]) memcpy(gout[i], gin[i], sizeof({T}) * {Sw}[i]);
-        return;
-    }}
-    {row_at}
-    {unit}_row_bwd_{sfx}(wk, xs, sp, gin, gout, P, ys, dx, dP, dy);
+    free(wk); free(rl);
 }}
 void {unit}_bwd_seq_{sfx}(long T, long B, int flags, {T} *const *X, {T} *const *St, const void *const *P,
                      {T} *const *Y, {T} *const *GY, {T} *const *dS, {T} *const *DX, {T} *const *dP, {T} *const *DY,
                      const float *M) {{
-    {dims} const {T} *gin[NS + 1]; {T} *gout[NS + 1];
-    {T} *wk = ({T} *)malloc(sizeof({T}) * {wk});
+    {T} *wk = ({T} *)malloc(sizeof({T}) * B * {wk}); unsigned char *rl = (unsigned char *)malloc(B);
+    const {T} *gin[{S}]; {T} *gout[{S}];
     for (long k = T - 1; k >= 0; --k) {{
-        GSTEP(k)
-        for (long b = 0; b < B; ++b) {{
-            const int real = !M || M[t * B + b] != 0;
-            {T} *g = wk + {max(fsize, bsize, 1)};
-            for (int i = 0; i < NS; ++i) {{
-                gout[i] = dS[i] + b * {Sw}[i];
-                if (real) {{  /* d(state after) = what flows back + this step's output gradient */
-                    const {T} *gy = GY[i] ? GY[i] + (t * B + b) * {Sw}[i] : NULL;
-                    for (long j = 0; j < {Sw}[i]; ++j) g[j] = gout[i][j] + (gy ? gy[j] : 0);
-                    gin[i] = g; g += {Sw}[i];
-                }} else gin[i] = gout[i];
-            }}
-            {unit}_bwd_at_{sfx}(wk, T, B, t, sb, b, X, St, P, Y, gin, gout, DX, dP, DY, M);
-        }}
+        {step}
+{real}{gin_fill}        {unit}_step_bwd_at_{sfx}(wk, B, t, sb, sa, rl, X, St, P, NULL, Y, gin, gout, DX, dP, DY);
     }}
-    free(wk);
+    free(wk); free(rl);
 }}
 void {unit}_step_bwd_{sfx}(long T, long B, int flags, long k, {T} *const *X, {T} *const *St, const void *const *P,
                       {T} *const *Y, {T} *const *Din, {T} *const *Dout, {T} *const *DX, {T} *const *dP,
                       {T} *const *DY, const float *M) {{
-    {dims} const {T} *gin[NS + 1]; {T} *gout[NS + 1];
-    {T} *wk = ({T} *)malloc(sizeof({T}) * {wk});
-    GSTEP(k)
-    for (long b = 0; b < B; ++b) {{
-        for (int i = 0; i < NS; ++i) {{ gin[i] = Din[i] + b * {Sw}[i]; gout[i] = Dout[i] + b * {Sw}[i]; }}
-        {unit}_bwd_at_{sfx}(wk, T, B, t, sb, b, X, St, P, Y, gin, gout, DX, dP, DY, M);
-    }}
-    free(wk);
+    {T} *wk = ({T} *)malloc(sizeof({T}) * B * {wk}); unsigned char *rl = (unsigned char *)malloc(B);
+    {step}
+{real}    {unit}_step_bwd_at_{sfx}(wk, B, t, sb, sa, rl, X, St, P, NULL, Y, (const {T} *const *)Din, Dout, DX, dP, DY);
+    free(wk); free(rl);
 }}
-#undef GSTEP
-"""
+""")
+    return "".join(src)
 
 
 def _pwidth(fwd: Graph, fw: dict[int, int], i: int) -> int:
