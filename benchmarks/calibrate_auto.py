@@ -26,10 +26,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,7 +42,7 @@ import torch  # noqa: E402
 import rnnkit  # noqa: E402
 from rnnkit.engine.costs import TABLE_PATH, cost_key  # noqa: E402
 
-__all__ = ["EXTRA_REGIMES", "main"]
+__all__ = ["EXTRA_REGIMES", "Rounds", "compare", "main", "rotated_rounds", "spread", "write_table"]
 
 # Batch buckets the suite does not reach: 2-4 (the C loop's) and 65+.
 EXTRA_REGIMES = (bench_rnn.Regime("small", 4, 256, 64, 128), bench_rnn.Regime("large", 128, 64, 128, 256))
@@ -64,7 +66,7 @@ def build(cell: str, regime: bench_rnn.Regime, dtype: torch.dtype, seed: int, ch
 
 
 def run_case(layers: dict, regime: bench_rnn.Regime, cell: str, dtype_name: str, use_lengths: bool, mode: str,
-             repeats: int, warmup: int, seed: int) -> dict:
+             rounds: Rounds, warmup: int, seed: int) -> dict:
     gen = torch.Generator().manual_seed(seed)
     dtype = DTYPES[dtype_name]
     x = torch.randn(regime.B, regime.T, regime.I, generator=gen).to(dtype)  # (B, T, I)
@@ -83,8 +85,8 @@ def run_case(layers: dict, regime: bench_rnn.Regime, cell: str, dtype_name: str,
     for name, call in calls.items():
         for _ in range(0 if first[name] > 1.0 else max(warmup - 1, 0)):
             call()
-    rounds = rotated_rounds(calls, repeats)
-    timings = {name: [r[name] for r in rounds] for name in calls}
+    timed = rotated_rounds(calls, rounds)
+    timings = {name: [r[name] for r in timed] for name in calls}
     backward = mode != "fwd"
     short = lengths is not None and int(lengths.min()) < regime.T
     with torch.set_grad_enabled(backward), precision(dtype_name):
@@ -92,14 +94,45 @@ def run_case(layers: dict, regime: bench_rnn.Regime, cell: str, dtype_name: str,
     case = {"regime": regime.name, "B": regime.B, "T": regime.T, "I": regime.I, "H": regime.H, "cell": cell,
             "dtype": dtype_name, "lengths": use_lengths, "mode": mode, "plan_fused": plan.backend,
             "key": cost_key(KINDS[cell], TABLE_DTYPES[dtype_name], "cpu", regime.B, short, backward),
-            "median_s": {name: statistics.median(t) for name, t in timings.items()}, "times_s": timings}
+            "median_s": {name: statistics.median(t) for name, t in timings.items()},
+            "spread": {name: spread(t) for name, t in timings.items()}, "times_s": timings,
+            "rounds": len(timed), "load_1min": os.getloadavg()[0]}
+    case.update(compare(timed))
     if "auto" in layers:
         with torch.set_grad_enabled(backward), precision(dtype_name):
             auto = layers["auto"].plan(x, lengths=lengths)
         case["auto_backend"] = auto.backend
-        # per round: auto against the faster of the two in the same round (drift cancels)
-        case["auto_over_best"] = statistics.median(r["auto"] / min(r["fused"], r["generic"]) for r in rounds)
     return case
+
+
+def compare(rounds: Sequence[dict[str, float]]) -> dict:
+    """The ratios of a case's rounds, each a median over rounds of a ratio within one round (slow
+    drift of the machine cancels): ``fused_over_generic`` (< 1: fused is the faster, ``best``);
+    with an ``auto`` call, ``auto_over_best`` (auto / the faster backend: the check) and
+    ``auto_over_round_min``, auto / the faster of the two in each round, the earlier statistic,
+    which reads a near-tie as a loss: the smaller of two noisy times is below either backend's
+    typical time (two tied backends with 5% noise per call: about 1.03x for an auto that runs one of them).
+
+        >>> rounds = [{"fused": 1.0, "generic": 1.5, "auto": 1.02}, {"fused": 1.1, "generic": 1.4, "auto": 1.1},
+        ...           {"fused": 0.9, "generic": 1.6, "auto": 1.0}]
+        >>> out = compare(rounds)
+        >>> out["best"], out["auto_over_best"], out["auto_over_round_min"]
+        ('fused', 1.02, 1.02)
+    """
+    out: dict = {"fused_over_generic": statistics.median(r["fused"] / r["generic"] for r in rounds)}
+    out["best"] = "fused" if out["fused_over_generic"] < 1.0 else "generic"
+    if rounds and "auto" in rounds[0]:
+        out["auto_over_best"] = statistics.median(r["auto"] / r[out["best"]] for r in rounds)
+        out["auto_over_round_min"] = statistics.median(r["auto"] / min(r["fused"], r["generic"]) for r in rounds)
+    return out
+
+
+def spread(times: Sequence[float]) -> float:
+    """Interquartile range over the median of one backend's per-call times."""
+    if len(times) < 3:
+        return (max(times) - min(times)) / statistics.median(times)
+    q = statistics.quantiles(times, n=4, method="inclusive")
+    return (q[2] - q[0]) / statistics.median(times)
 
 
 def _in_autocast(call):  # type: ignore[no-untyped-def]
@@ -109,29 +142,57 @@ def _in_autocast(call):  # type: ignore[no-untyped-def]
     return run
 
 
-def rotated_rounds(calls: dict, repeats: int) -> list[dict[str, float]]:
-    """``repeats`` rounds, each timing every call once; the order rotates from round to round, so
-    no implementation always follows the same neighbour (an allocator or cache left cold by the
+@dataclass(frozen=True)
+class Rounds:
+    """How many rounds a case gets: at least ``least``; more while the timed calls have taken less than
+    ``target_s`` in all, up to ``most``. Where the two backends are far apart (every round's
+    fused / generic beyond ``clear``) after ``least`` rounds, the case stops there, unless auto
+    is timed too (the check needs auto / the faster backend as steady as the rounds allow)."""
+
+    least: int
+    most: int
+    target_s: float
+    clear: float = 1.5
+
+
+def rotated_rounds(calls: dict, rounds: Rounds | int) -> list[dict[str, float]]:
+    """Rounds each timing every call once; the order rotates from round to round, so no
+    implementation always follows the same neighbour (an allocator or cache left cold by the
     previous call would otherwise bias one of them)."""
+    if isinstance(rounds, int):
+        rounds = Rounds(rounds, rounds, 0.0)
     names = list(calls)
-    rounds = []
-    for r in range(repeats):
+    done: list[dict[str, float]] = []
+    spent = 0.0
+    while len(done) < rounds.most:
+        if len(done) >= rounds.least:
+            pair = {"fused", "generic"} <= set(names) and "auto" not in names
+            ratios = [r["fused"] / r["generic"] for r in done] if pair else []
+            clear = ratios and (min(ratios) > rounds.clear or max(ratios) < 1.0 / rounds.clear)
+            if spent >= rounds.target_s or clear:
+                break
+        r = len(done)
         order = names[r % len(names):] + names[:r % len(names)]
         times = {}
         for name in order:
             start = time.perf_counter()
             calls[name]()
             times[name] = time.perf_counter() - start
-        rounds.append(times)
-    return rounds
+        spent += sum(times.values())
+        done.append(times)
+    return done
 
 
-def write_table(cases: list[dict], path: Path, command: str) -> Path:
-    """One row per key: the median over passes of each pass's medians, and every pass's pair."""
+def write_table(cases: list[dict], path: Path, command: str, loads: Sequence[float] = ()) -> Path:
+    """One row per key: the median over passes of each pass's medians, every pass's pair, and each
+    backend's spread (its worst pass's). ``loads``: the 1-minute load averages seen while measuring."""
     passes: dict[str, list[tuple[float, float]]] = {}
+    spreads: dict[str, list[tuple[float, float]]] = {}
     sizes = {}
     for c in cases:
         passes.setdefault(c["key"], []).append((c["median_s"]["fused"], c["median_s"]["generic"]))
+        if "spread" in c:
+            spreads.setdefault(c["key"], []).append((c["spread"]["fused"], c["spread"]["generic"]))
         sizes[c["key"]] = f"B={c['B']} T={c['T']} I={c['I']} H={c['H']}"
     rows = {}
     for key, pairs in passes.items():
@@ -139,30 +200,50 @@ def write_table(cases: list[dict], path: Path, command: str) -> Path:
                      "generic_s": statistics.median(g for _, g in pairs), "size": sizes[key]}
         if len(pairs) > 1:
             rows[key]["passes"] = [list(p) for p in pairs]
-    meta = {"machine": harness.machine_info(), "command": command, "threads": torch.get_num_threads(),
+        if key in spreads:
+            rows[key]["spread"] = {"fused": round(max(f for f, _ in spreads[key]), 4),
+                                   "generic": round(max(g for _, g in spreads[key]), 4)}
+    machine = harness.machine_info()
+    machine.pop("load_average", None)  # the load at write time says nothing about the measurement
+    meta = {"machine": machine, "command": command, "threads": torch.get_num_threads(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "note": "medians of interleaved calls, per pass; fused = PyTorch's native kernels (packed with "
-                    "lengths); auto takes the smaller worst-pass regret (rnnkit.engine.costs.Measured)"}
+            "load_average_1min_while_measuring": (
+                {"min": min(loads), "median": statistics.median(loads), "max": max(loads)} if loads else None),
+            "note": "medians of interleaved calls after warm-up, per pass; fused = PyTorch's native kernels "
+                    "(packed with lengths); spread = interquartile range / median of the per-call times; auto "
+                    "takes the smaller worst-pass regret, or at a near-tie the smaller spread "
+                    "(rnnkit.engine.costs.Measured)"}
     path.write_text(json.dumps({"meta": meta, "rows": dict(sorted(rows.items()))}, indent=1) + "\n")
     return path
+
+
+def repo_relative(arg: str) -> str:
+    """``arg`` as a path relative to the repository when it names a file inside it, else as given."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(Path(arg).resolve().relative_to(root)) if Path(arg).exists() else arg
+    except ValueError:
+        return arg
 
 
 def print_report(cases: list[dict], check: bool) -> None:
     passes = len({c.get("pass", 0) for c in cases}) > 1
     headers = ["regime", "cell", "dtype", "lens", "mode"] + (["pass"] if passes else []) + [
-        "fused ms", "generic ms", "faster"]
+        "n", "fused ms", "generic ms", "f/g", "spread f/g"]
     if check:
-        headers += ["auto ms", "auto picks", "auto/best"]
+        headers += ["auto ms", "auto picks", "auto/best", "auto/min"]
     rows = []
     for c in cases:
-        m = c["median_s"]
+        m, sp = c["median_s"], c["spread"]
         row = [c["regime"], c["cell"], c["dtype"], "30%" if c["lengths"] else "-", c["mode"]] + (
             [str(c.get("pass", 0))] if passes else []) + [
-            f"{m['fused'] * 1e3:.3g}", f"{m['generic'] * 1e3:.3g}", "generic" if m["generic"] < m["fused"] else "fused"]
+            str(c["rounds"]), f"{m['fused'] * 1e3:.3g}", f"{m['generic'] * 1e3:.3g}",
+            f"{c['fused_over_generic']:.3f}", f"{sp['fused']:.2f}/{sp['generic']:.2f}"]
         if check:
-            row += [f"{m['auto'] * 1e3:.3g}", c["auto_backend"], f"{c['auto_over_best']:.3f}"]
+            row += [f"{m['auto'] * 1e3:.3g}", c["auto_backend"], f"{c['auto_over_best']:.3f}",
+                    f"{c['auto_over_round_min']:.3f}"]
         rows.append(row)
-    print(harness.format_table(headers, rows, "<<<<<" + (">" if passes else "") + ">><" + (">><>" if check else "")))
+    print(harness.format_table(headers, rows, "<<<<<" + (">" if passes else "") + ">>>>>" + (">>>>" if check else "")))
     if check:
         for label, group in (("the RNN suite's fp32 and bf16 cells", [c for c in cases if c["dtype"] != "amp"]),
                              ("float32 under CPU bf16 autocast", [c for c in cases if c["dtype"] == "amp"])):
@@ -170,20 +251,26 @@ def print_report(cases: list[dict], check: bool) -> None:
                 continue
             worst = max(group, key=lambda c: c["auto_over_best"])
             over = sum(c["auto_over_best"] > 1.05 for c in group)
-            print(f"\nauto <= 1.05x the faster of fused and generic, {label} (median over rounds of auto / "
-                  f"min(fused, generic)): {'PASS' if not over else 'MISS'}; worst {worst['auto_over_best']:.3f}x "
+            print(f"\nauto <= 1.05x the faster of fused and generic, {label} (median over rounds of auto / the "
+                  f"faster backend in the same round; faster: median of fused / generic < 1): "
+                  f"{'PASS' if not over else 'MISS'}; worst {worst['auto_over_best']:.3f}x "
                   f"({worst['regime']} {worst['cell']} {worst['dtype']} {'lengths' if worst['lengths'] else 'full'} "
                   f"{worst['mode']}); {over} of {len(group)} over")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats; never writes the table")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, 2 rounds; never writes the table")
     p.add_argument("--check", action="store_true", help="also time engine='auto' and report auto/best")
     p.add_argument("--write-table", action="store_true", help=f"write {TABLE_PATH.name} from this run")
     p.add_argument("--suite-only", action="store_true", help="only the RNN suite's regimes (no extra sizes)")
+    p.add_argument("--regimes", default=None,
+                   help="comma-separated regime names to run (latency, middle, throughput, small, large)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=None, help="timed calls per implementation (default 5)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="least rounds per case (default 9); more until --target-s, up to --max-repeats")
+    p.add_argument("--max-repeats", type=int, default=61)
+    p.add_argument("--target-s", type=float, default=3.0, help="timed seconds per case that end its rounds")
     p.add_argument("--cells", default="lstm,gru,rnn")
     p.add_argument("--dtypes", default="fp32,bf16,amp", help="fp32, bf16, amp (float32 under bf16 autocast)")
     p.add_argument("--passes", type=int, default=1, help="sweeps of the whole grid (each keeps its medians)")
@@ -193,15 +280,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    command = "python benchmarks/calibrate_auto.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/calibrate_auto.py " + " ".join(
+        repo_relative(a) for a in (argv if argv is not None else sys.argv[1:]))
     if args.sources:
-        pooled = [c for src in args.sources for c in json.loads(src.read_text())["cases"]]
-        print(f"wrote {write_table(pooled, TABLE_PATH, command)} from {len(pooled)} cases")
+        runs = [json.loads(src.read_text()) for src in args.sources]
+        pooled = [c for run in runs for c in run["cases"]]
+        loads = [c["load_1min"] for c in pooled if "load_1min" in c]
+        print(f"wrote {write_table(pooled, TABLE_PATH, command, loads)} from {len(pooled)} cases")
         return {"cases": pooled}
     regimes = list(bench_rnn.QUICK_REGIMES if args.quick else bench_rnn.REGIMES)
     if not args.suite_only:
         regimes += list(QUICK_EXTRA if args.quick else EXTRA_REGIMES)
-    repeats = args.repeats or (2 if args.quick else 5)
+    if args.regimes:
+        wanted = args.regimes.split(",")
+        unknown = sorted(set(wanted) - {r.name for r in regimes})
+        if unknown:
+            p.error(f"--regimes: expected names from {sorted({r.name for r in regimes})}, got {unknown}")
+        regimes = [r for r in regimes if r.name in wanted]
+    least = args.repeats or (2 if args.quick else 9)
+    rounds = Rounds(least, least if args.quick else max(least, args.max_repeats), 0.0 if args.quick else args.target_s)
     dtypes = [d for d in args.dtypes.split(",") if d == "fp32" or harness.bf16_support()[0]]
     cases = []
     start = time.perf_counter()
@@ -212,19 +309,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     layers = build(cell, regime, DTYPES[dtype_name], args.seed, args.check)
                     for use_lengths in (False, True):
                         for mode in bench_rnn.MODES:
-                            case = run_case(layers, regime, cell, dtype_name, use_lengths, mode, repeats, 2,
+                            case = run_case(layers, regime, cell, dtype_name, use_lengths, mode, rounds, 2,
                                             args.seed)
                             case["pass"] = sweep
                             cases.append(case)
                             print(f"[{len(cases)}] {regime.name} {cell} {dtype_name} {case['key']}: " + " ".join(
-                                f"{n} {v * 1e3:.1f}" for n, v in case["median_s"].items()) + " ms",
-                                file=sys.stderr, flush=True)
-    results = {"machine": harness.machine_info(), "repeats": repeats, "quick": args.quick, "cases": cases,
-               "wall_s": time.perf_counter() - start, "command": command}
+                                f"{n} {v * 1e3:.1f}" for n, v in case["median_s"].items()) + " ms"
+                                f" ({case['rounds']} rounds)", file=sys.stderr, flush=True)
+    results = {"machine": harness.machine_info(), "rounds": rounds, "quick": args.quick, "cases": cases,
+               "wall_s": time.perf_counter() - start, "command": command,
+               "utc": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     print_report(cases, args.check)
     print(f"wall time {results['wall_s']:.0f} s")
     if args.write_table and not args.quick:
-        print(f"wrote {write_table(cases, TABLE_PATH, command)}")
+        print(f"wrote {write_table(cases, TABLE_PATH, command, [c['load_1min'] for c in cases])}")
     if args.json is not None:
         harness.write_json(args.json, results)
     return results

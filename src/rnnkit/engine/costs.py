@@ -8,9 +8,14 @@ ships it, so nothing is timed at import or at call time. A call is looked up by 
 
 and ``auto`` takes the backend with the smaller measured median. A row measured in several
 passes (``calibrate_auto.py --passes N``, or runs merged with ``--from``) keeps each pass's pair
-of medians, and ``auto`` takes the backend whose worst pass is closest to that pass's faster one
-(the smaller largest ``time / min(fused, generic)``): where the two backends are a near-tie
-whose order flips from run to run, it picks the one that is never far behind. ``dtype`` is
+of medians, and ``auto`` takes the backend that loses least on average: the smaller
+``time / min(fused, generic)`` of a pass, averaged over the passes (with two passes, the one
+whose worst pass is closer to that pass's faster backend), so that a near-tie whose order flips
+from run to run goes to the backend that loses least over the runs. When neither backend is ever
+more than ``TIE`` (3%) behind, either pick is close to the faster one, and ``auto`` takes the
+steadier backend: the smaller ``spread`` (the interquartile range of its per-call times over
+their median, the worst pass's), so that one slow mode of a backend does
+not decide a near-tie. ``dtype`` is
 ``"autocast-bfloat16"`` for a float32 call under a CPU bfloat16 autocast (both backends then
 compute in bfloat16 and float32 mixes that the plain float32 rows do not measure). Keys the
 table lacks fall back to the nearest measured batch bucket of the same cell, dtype, device,
@@ -30,10 +35,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["BUCKETS", "Measured", "TABLE_PATH", "batch_bucket", "cost_key", "load_table", "lookup"]
+__all__ = ["BUCKETS", "Measured", "TABLE_PATH", "TIE", "batch_bucket", "cost_key", "load_table", "lookup"]
 
 TABLE_PATH = Path(__file__).with_name("auto_costs.json")
 BUCKETS = (("1", 1, 1), ("2-4", 2, 4), ("5-16", 5, 16), ("17-64", 17, 64), ("65+", 65, 1 << 62))
+TIE = 0.03  # both backends within 3% of the faster in every pass: a near-tie, the steadier wins
 KIND_ROWS = {"rnn_tanh": "rnn", "rnn_relu": "rnn", "lstm": "lstm", "gru": "gru"}  # relu shares tanh's rows
 
 
@@ -42,10 +48,14 @@ class Measured:
     """One row of the table: the medians (seconds) of both backends at a measured size.
 
     ``passes``: (fused_s, generic_s) of each measured pass (one pass: the medians themselves).
+    ``spread``: (fused, generic) interquartile range / median of the per-call times, the worst
+    pass's; empty when the table does not record it.
 
         >>> Measured("k", 1.0, 1.1, "", True).faster
         'fused'
         >>> Measured("k", 1.0, 1.02, "", True, ((1.0, 1.02), (1.2, 1.03))).faster  # fused 17% behind once
+        'generic'
+        >>> Measured("k", 1.0, 1.02, "", True, ((1.0, 1.02), (1.01, 1.0)), (0.4, 0.05)).faster  # a near-tie
         'generic'
     """
 
@@ -55,6 +65,7 @@ class Measured:
     size: str  # the measured (B, T, I, H), e.g. "B=32 T=256 I=128 H=256"
     exact: bool  # False when the row comes from the nearest bucket
     passes: tuple[tuple[float, float], ...] = ()
+    spread: tuple[float, float] | tuple[()] = ()
 
     @property
     def regret(self) -> dict[str, float]:
@@ -63,11 +74,29 @@ class Measured:
         return {name: max(p[i] / min(p) for p in passes) for i, name in enumerate(("fused", "generic"))}
 
     @property
+    def mean_regret(self) -> dict[str, float]:
+        """Per backend, the mean over the passes of its time relative to that pass's faster
+        backend: what a run in a new process can expect to lose. With two passes it orders the
+        backends as ``regret`` does."""
+        passes = self.passes or ((self.fused_s, self.generic_s),)
+        return {name: sum(p[i] / min(p) for p in passes) / len(passes) for i, name in enumerate(("fused", "generic"))}
+
+    @property
     def faster(self) -> str:
-        """The backend auto takes: the smaller worst-pass regret; at a tie, the smaller median."""
+        """The backend auto takes: at a near-tie (both worst-pass regrets <= 1 + ``TIE``) the
+        smaller spread; otherwise the smaller mean regret; at a tie, the smaller median.
+
+            >>> three = ((1.0, 1.3), (1.6, 1.0), (1.0, 1.35))  # fused 1.6x behind once, ahead twice
+            >>> m = Measured("k", 1.0, 1.3, "", True, three)
+            >>> m.faster, round(m.regret["fused"], 2), round(m.mean_regret["fused"], 2)
+            ('fused', 1.6, 1.2)
+        """
         r = self.regret
-        if r["fused"] != r["generic"]:
-            return "generic" if r["generic"] < r["fused"] else "fused"
+        if self.spread and max(r.values()) <= 1.0 + TIE and self.spread[0] != self.spread[1]:
+            return "generic" if self.spread[1] < self.spread[0] else "fused"
+        mean = self.mean_regret
+        if mean["fused"] != mean["generic"]:
+            return "generic" if mean["generic"] < mean["fused"] else "fused"
         return "generic" if self.generic_s < self.fused_s else "fused"
 
 
@@ -106,6 +135,9 @@ def lookup(key: str, table: dict | None = None) -> Measured | None:
                 row = rows.get(probe)
                 if row is not None:
                     passes = tuple((float(f), float(g)) for f, g in row.get("passes", ()))
+                    spread = row.get("spread", {})
+                    pair: tuple[float, float] | tuple[()] = (
+                        (float(spread["fused"]), float(spread["generic"])) if spread else ())
                     return Measured(key, float(row["fused_s"]), float(row["generic_s"]), str(row.get("size", "")),
-                                    distance == 0, passes)
+                                    distance == 0, passes, pair)
     return None
