@@ -7,13 +7,19 @@ interleaved round-robin with the same weights and inputs:
   generic  rnnkit.<Cell>(engine="generic")  the generic engine
   auto     rnnkit.<Cell>(engine="auto")     with --check: whatever the shipped table picks
 
-``--write-table`` writes src/rnnkit/engine/auto_costs.json from the fused and generic medians,
-keyed by (cell, dtype, device, batch-size bucket, lengths, fwd or fwd+bwd) (rnnkit.engine.costs).
-``--passes N`` sweeps the whole grid N times and keeps each pass's medians, and ``--from a.json
-b.json`` writes the table from earlier runs' JSON (their passes pooled), so that a near-tie whose
-order flips between runs is seen flipping: auto then takes the backend that is never far behind
-(rnnkit.engine.costs.Measured.faster).
-``--check`` reports auto / min(fused, generic) per case: the target is <= 1.05 everywhere.
+Each case runs at least ``--repeats`` rounds (default 9), then more until its timed calls add up
+to ``--target-s`` (3 s), at most ``--max-repeats`` (61): the median is stable at B=1, and the
+throughput rows stay affordable (``--regimes`` splits the grid across runs).
+
+``--write-table`` writes src/rnnkit/engine/auto_costs.json from the fused and generic medians and
+spreads (interquartile range / median of the calls), keyed by (cell, dtype, device, batch-size
+bucket, lengths, fwd or fwd+bwd) (rnnkit.engine.costs). ``--passes N`` sweeps the whole grid N
+times and keeps each pass's medians, and ``--from a.json b.json`` writes the table from earlier
+runs' JSON (their passes pooled), so that a near-tie whose order flips between runs is seen
+flipping (rnnkit.engine.costs.Measured.faster: the steadier backend at a near-tie, else the
+smaller mean regret over the passes).
+``--check`` reports auto / the faster backend per case, the median over rounds of the ratio in
+one round: the target is <= 1.05 everywhere.
 
 Usage:
     python benchmarks/calibrate_auto.py --write-table --passes 2  # measure, then write the table
@@ -211,7 +217,7 @@ def write_table(cases: list[dict], path: Path, command: str, loads: Sequence[flo
                 {"min": min(loads), "median": statistics.median(loads), "max": max(loads)} if loads else None),
             "note": "medians of interleaved calls after warm-up, per pass; fused = PyTorch's native kernels "
                     "(packed with lengths); spread = interquartile range / median of the per-call times; auto "
-                    "takes the smaller worst-pass regret, or at a near-tie the smaller spread "
+                    "takes the smaller mean regret over the passes, or at a near-tie the smaller spread "
                     "(rnnkit.engine.costs.Measured)"}
     path.write_text(json.dumps({"meta": meta, "rows": dict(sorted(rows.items()))}, indent=1) + "\n")
     return path
