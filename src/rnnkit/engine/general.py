@@ -76,7 +76,7 @@ def general_plan(engine: str, cell: Any, sequences: Mapping[str, Tensor], contex
         return autograd(f"its step compiles, but compiled C serves float32/float64 CPU calls with a C compiler "
                         f"(this call: {dtype}, {device.type})")
     plain = bptt is None or bptt.is_default
-    loop_why = (f"whole-sequence C loop over the general step ({len(cg.mm)} matmul(s) as matvecs, B = {B} <= "
+    loop_why = (f"whole-sequence C loop over the general step ({len(cg.mm)} matmul(s) as matvecs, {len(cg.hoisted)} of the inputs as one GEMM before it, B = {B} <= "
                 f"{MAX_BATCH}); weight gradients: one GEMM per matmul"
                 + ("" if plain else "; backward one C call per step (BPTT options between steps)"))
     return Plan(engine, "generic-compiled", "native", dtype, dtype,
@@ -105,6 +105,9 @@ def _forward(setup: _Setup, seqs: Sequence[Tensor], states0: Sequence[Tensor], p
     A = [X[0].new_empty(T, B, K) for (_, _, _, K) in cg.mm]  # (T, B, K) each
     Y = [X[0].new_empty(T, B, O) for (_, _, O, _) in cg.mm]  # (T, B, O) each
     P = [p.detach().to(dtype).contiguous() for p in params]
+    for i, pi, lin, O, K in cg.hoisted:  # matmuls of an input itself: one GEMM over all T*B rows
+        xi = X[i].view(T * B, K)  # (T*B, K)
+        X.append(torch.mm(xi, P[pi].t() if lin else P[pi]).view(T, B, O))  # (T, B, O)
     bufs = {"X": X, "St": St, "A": A, "Y": Y, "P": P, "T": T, "B": B}
     cg.c("fwd_seq", dtype)(T, B, int(setup.reverse), _arr(X), _arr(St), _arr(P), _arr(A), _arr(Y), _p(mf))
     return bufs
@@ -158,6 +161,13 @@ class _GeneralScan(torch.autograd.Function):
             dy, a = DY[m].view(T * B, O), b["A"][m].view(T * B, K)  # (T*B, O), (T*B, K)
             dw = mm_tn(dy, a) if lin else mm_tn(a, dy)  # (O, K) or (K, O)
             grads_p[pi] = dw if grads_p[pi] is None else grads_p[pi] + dw
+        n = ctx.counts[0]
+        for j, (i, pi, lin, O, K) in enumerate(cg.hoisted):  # the hoisted matmuls' GEMMs
+            dh, xi = DX[n + j].view(T * B, O), b["X"][i].view(T * B, K)  # (T*B, O), (T*B, K)
+            DX[i].view(T * B, K).add_(torch.mm(dh, b["P"][pi]) if lin else torch.mm(dh, b["P"][pi].t()))
+            dw = mm_tn(dh, xi) if lin else mm_tn(xi, dh)  # (O, K) or (K, O)
+            grads_p[pi] = dw if grads_p[pi] is None else grads_p[pi] + dw
+        DX = DX[:n]
         params = ctx.inputs[sum(ctx.counts):]
         grads_p = [None if g is None else g.view_as(p).to(p.dtype) for g, p in zip(grads_p, params)]
         dseqs = [dx.transpose(0, 1) for dx in DX]  # (B, T, I) each

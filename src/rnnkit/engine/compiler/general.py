@@ -21,8 +21,8 @@ one GEMM per matmul at the end. ``general_explain(cell, widths)`` names what kee
     ...         h1 = torch.tanh(self.W(inputs) + self.U(h1))
     ...         return h1, torch.tanh(self.V(h1) + self.R(h2))
     >>> cg = compile_general(TwoLayer(4), (4,), torch.float32, "cpu")
-    >>> len(cg.mm), cg.lib is not None
-    (4, True)
+    >>> len(cg.mm), len(cg.hoisted), cg.lib is not None   # W(inputs) runs as one GEMM before the loop
+    (3, 1, True)
 """
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ class CompiledGeneral:
 
     ``mm``: per matmul m, (parameter index, lin, O, K): y_m = x_m W^T (lin, W stored (O, K)) or
     x_m W (W stored (K, O)). ``vectors``: indices of the parameters the step reads elementwise.
-    ``libs``: dtype -> the shared library holding ``<unit>_*_<f32|f64>``.
+    ``hoisted``: matmuls of an input sequence itself, (sequence, parameter index, lin, O, K):
+    the engine computes them as one GEMM over all steps before the loop, and the step reads
+    their outputs as the extra sequences ``seqs[n:]``. ``libs``: dtype -> the shared library holding ``<unit>_*_<f32|f64>``.
     """
 
     unit: str
@@ -69,6 +71,7 @@ class CompiledGeneral:
     mm: tuple[tuple[int, bool, int, int], ...]
     vectors: tuple[int, ...]
     vector_widths: tuple[int, ...]
+    hoisted: tuple[tuple[int, int, bool, int, int], ...] = ()
     libs: dict[torch.dtype, ctypes.CDLL] = field(default_factory=dict)
     fns: dict[str, Any] = field(default_factory=dict)
     _src: dict[str, str] = field(default_factory=dict)
@@ -130,6 +133,7 @@ _units: dict[str, CompiledGeneral] = {}
 def _lower(cell: Any, widths: tuple[int, ...]) -> tuple[CompiledGeneral | None, str | None]:
     """Trace, differentiate and name a general cell for these sequence widths (cached per cell)."""
     per_cell = _traced.setdefault(cell, {})
+    key_widths = widths
     hit = per_cell.get(widths)
     if hit is not None:
         return hit
@@ -138,6 +142,8 @@ def _lower(cell: Any, widths: tuple[int, ...]) -> tuple[CompiledGeneral | None, 
     except Unsupported as err:
         per_cell[widths] = (None, str(err))
         return per_cell[widths]
+    fwd, hoisted = _hoist(fwd, len(widths))
+    widths = tuple(widths) + tuple(h[3] for h in hoisted)
     params = [p for _, p in cell.named_parameters()]
     pw = {i: int(p.shape[-1]) for i, p in enumerate(params) if p.dim() == 1 or (p.dim() == 2 and p.shape[0] == 1)}
     mms = matmuls(fwd)
@@ -146,14 +152,43 @@ def _lower(cell: Any, widths: tuple[int, ...]) -> tuple[CompiledGeneral | None, 
     draft = CompiledGeneral("", fwd, Graph(), tuple(widths), sizes, mm, vectors,  # type: ignore[arg-type]
                             tuple(pw[i] for i in vectors))
     bwd = general_backward(fwd, _loads(draft), len(widths), len(sizes))
-    key = f"general|{widths}|{sizes}|{mm}|{vectors}|{draft.vector_widths}\n{fwd.signature()}\n--\n{bwd.signature()}"
+    key = f"general|{widths}|{sizes}|{mm}|{hoisted}|{vectors}|{draft.vector_widths}\n{fwd.signature()}\n--\n{bwd.signature()}"
     unit = "g" + hashlib.sha256(key.encode()).hexdigest()[:16]
     done = _units.get(unit)
     if done is None:
-        done = CompiledGeneral(unit, fwd, bwd, draft.seqs, sizes, mm, vectors, draft.vector_widths)  # type: ignore[arg-type]
+        done = CompiledGeneral(unit, fwd, bwd, draft.seqs, sizes, mm, vectors, draft.vector_widths,  # type: ignore[arg-type]
+                               hoisted)
         _units[unit] = done
-    per_cell[widths] = (done, None)
-    return per_cell[widths]
+    per_cell[key_widths] = (done, None)
+    return per_cell[key_widths]
+
+
+def _hoist(fwd: Graph, n_seqs: int) -> tuple[Graph, tuple[tuple[int, int, bool, int, int], ...]]:
+    """Move every matmul of an input sequence itself (``F.linear(inputs, W)``) out of the step:
+    the step reads its output as the extra sequence ("x", n_seqs + j) instead."""
+    hoisted: list[tuple[int, int, bool, int, int]] = []
+    moved: dict[int, int] = {}
+    for n in matmuls(fwd):
+        node = fwd.nodes[n]
+        arg = fwd.nodes[node.args[0]]
+        if arg.op == "x":
+            key = (arg.attr[0], *node.attr)
+            if key not in hoisted:
+                hoisted.append(key)  # type: ignore[arg-type]
+            moved[n] = n_seqs + hoisted.index(key)  # type: ignore[arg-type]
+    if not moved:
+        return fwd, ()
+    out = Graph()
+    mapping: dict[int, int] = {}
+    for n in fwd.live():
+        node = fwd.nodes[n]
+        if n in moved:
+            mapping[n] = out.load("x", moved[n])
+        else:
+            mapping[n] = out.add(node.op, tuple(mapping[a] for a in node.args), node.attr,
+                                 None if node.args else node.row)
+    out.outputs = {k: mapping[v] for k, v in fwd.outputs.items()}
+    return out, tuple(hoisted)
 
 
 def compile_generals(pairs: Sequence[tuple[Any, tuple[int, ...]]],
