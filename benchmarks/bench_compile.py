@@ -7,7 +7,7 @@ process, is ``compile_cell(cell, float32, cpu)`` for a cell whose math is new to
 trace + backward + printing + (first time) the C compiler + dlopen. Imports are not counted.
 
 Usage:
-    python benchmarks/bench_compile.py [--repeats 3] [--json PATH]
+    python benchmarks/bench_compile.py [--repeats 3] [--json PATH] [--quick]
 """
 from __future__ import annotations
 
@@ -62,11 +62,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--quick", action="store_true", help="the MGU only, once (a smoke test: both measurements, "
+                                                         "first use and cache hit, each in a fresh process)")
     args = ap.parse_args(argv)
     results = {}
-    for kind in ("mgu", "lnlstm"):
+    for kind in ("mgu",) if args.quick else ("mgu", "lnlstm"):
         first, second = [], []
-        for r in range(args.repeats):
+        for r in range(1 if args.quick else args.repeats):
             with tempfile.TemporaryDirectory() as cache:
                 salt = 1.0 + 1e-6 * (r + 1) + (0.5 if kind == "lnlstm" else 0.0)
                 first.append(_time(salt, kind, cache))

@@ -101,15 +101,15 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; return (and optionally write) the results."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a small model and few steps (seconds; for CI)")
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5, quick 3)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per repeat (default 30, quick 15)")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5, quick 2)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per repeat (default 30, quick 8)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for both sides (default 2)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = QUICK if args.quick else FULL
-    repeats = args.repeats or (3 if args.quick else 5)
-    steps = args.steps or (15 if args.quick else 30)
+    repeats = args.repeats or (2 if args.quick else 5)
+    steps = args.steps or (8 if args.quick else 30)
     corpus = CharCorpus.default()
     # the Trainer scores the last 10% of the text it is given at the end (not timed): keep that short
     need = steps * size["batch_size"] * size["bptt"] + size["batch_size"] + 1
@@ -118,8 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
     vocab = len(CharCorpus.from_string(text).vocab)
     lr, clip = 2e-3, 1.0
     trainer_tps, hand_tps = [], []
-    trainer_run(text, size, steps, lr, clip, args.threads)  # warm-up pair, not timed: oneDNN primitives,
-    hand_loop(train_ids, vocab, size, steps, lr, clip)  # allocator growth, lazy imports
+    if not args.quick:  # (a smoke test's figures mean nothing: it skips the warm-up)
+        trainer_run(text, size, steps, lr, clip, args.threads)  # warm-up pair, not timed: oneDNN primitives,
+        hand_loop(train_ids, vocab, size, steps, lr, clip)  # allocator growth, lazy imports
     for r in range(repeats):  # ABBA order, so neither side always runs first
         if r % 2 == 0:
             trainer_tps.append(trainer_run(text, size, steps, lr, clip, args.threads))

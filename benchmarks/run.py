@@ -34,7 +34,6 @@ FIRST = "rnn"  # the main suite runs first; the rest in name order
 QUICK_FALLBACK: dict[str, list[str]] = {  # small settings for scripts that have no --quick of their own
     "data": ["--repeats", "1"],
     "generation": ["--tokens", "50", "--repeats", "1", "--long", "400", "--long-runs", "1"],
-    "compile": ["--repeats", "1"],
 }
 
 
