@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from rnnkit.engine.compiler.build import load_units, native_enabled
+from rnnkit.engine.compiler.build import C_DTYPES, c_function, load_units, native_enabled
 from rnnkit.engine.compiler.cprint import unit_source
 from rnnkit.engine.compiler.czone import zoned_source
 from rnnkit.engine.compiler.eprint import eager_functions
@@ -38,7 +38,6 @@ from rnnkit.engine.compiler.trace import Unsupported, extra_params, trace
 
 __all__ = ["CompiledCell", "compile_cell", "compile_cells", "explain", "extra_params"]
 
-C_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 
 
 @dataclass
@@ -101,17 +100,7 @@ class CompiledCell:
 
     def c(self, name: str, dtype: torch.dtype) -> Any:
         """The C function ``<unit>_<name>_<f32|f64>`` (argument types declared), or None."""
-        lib = self.libs.get(dtype)
-        if lib is None:
-            return None
-        key = f"{name}_{C_DTYPES[dtype]}"
-        fn = self.fns.get(key)
-        if fn is None:
-            fn = getattr(lib, f"{self.unit}_{key}")
-            fn.argtypes = _ARGTYPES[name]
-            fn.restype = None
-            self.fns[key] = fn
-        return fn
+        return c_function(self.libs, self.fns, self.unit, name, dtype, _ARGTYPES[name])
 
     def cz(self, name: str, dtype: torch.dtype) -> Any:
         """A regularised loop ``<unit>_z<name>_<f32|f64>`` (``czone.py``; built on first use),

@@ -16,12 +16,32 @@ import tempfile
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+import torch
 
 from rnnkit.engine.compiler.cprint import prelude
 from rnnkit.engine.native import _compiler, _cpu_id
 
-__all__ = ["load_units", "native_enabled"]
+__all__ = ["C_DTYPES", "c_function", "load_units", "native_enabled"]
+
+C_DTYPES = {torch.float32: "f32", torch.float64: "f64"}  # the C suffix of each dtype a unit is built for
+
+
+def c_function(libs: dict, fns: dict, unit: str, name: str, dtype: torch.dtype, argtypes: list) -> Any:
+    """The C function ``<unit>_<name>_<f32|f64>`` of ``libs[dtype]``, its argument types declared once
+    and cached in ``fns``; None when no library was built for ``dtype``."""
+    lib = libs.get(dtype)
+    if lib is None:
+        return None
+    key = f"{name}_{C_DTYPES[dtype]}"
+    fn = fns.get(key)
+    if fn is None:
+        fn = getattr(lib, f"{unit}_{key}")
+        fn.argtypes = argtypes
+        fn.restype = None
+        fns[key] = fn
+    return fn
 
 log = logging.getLogger("rnnkit.engine")
 _lock = threading.Lock()

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import torch
 
-from rnnkit.engine.compiler.build import load_units, native_enabled
+from rnnkit.engine.compiler.build import C_DTYPES, c_function, load_units, native_enabled
 from rnnkit.engine.compiler.ggrad import general_backward, matmuls, node_widths
 from rnnkit.engine.compiler.gprint import general_source
 from rnnkit.engine.compiler.gtrace import trace_general
@@ -43,7 +43,6 @@ from rnnkit.engine.compiler.trace import Unsupported
 
 __all__ = ["CompiledGeneral", "compile_general", "compile_generals", "general_explain"]
 
-C_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 L, P, I = ctypes.c_long, ctypes.c_void_p, ctypes.c_int
 _ARGTYPES = {
     "fwd_seq": [L, L, I, P, P, P, P, P, P],
@@ -98,17 +97,7 @@ class CompiledGeneral:
 
     def c(self, name: str, dtype: torch.dtype) -> Any:
         """The C function ``<unit>_<name>_<f32|f64>`` (argument types declared), or None."""
-        lib = self.libs.get(dtype)
-        if lib is None:
-            return None
-        key = f"{name}_{C_DTYPES[dtype]}"
-        fn = self.fns.get(key)
-        if fn is None:
-            fn = getattr(lib, f"{self.unit}_{key}")
-            fn.argtypes = _ARGTYPES[name]
-            fn.restype = None
-            self.fns[key] = fn
-        return fn
+        return c_function(self.libs, self.fns, self.unit, name, dtype, _ARGTYPES[name])
 
 
 def _loads(cg: CompiledGeneral) -> dict[tuple, int]:

@@ -15,6 +15,7 @@ other op takes its rule from ``ops.grad``.
 from __future__ import annotations
 
 from rnnkit.engine.compiler.ir import Graph
+from rnnkit.engine.compiler.grad import adjoints
 from rnnkit.engine.compiler.ops import grad
 
 __all__ = ["general_backward", "matmuls", "node_widths"]
@@ -75,21 +76,7 @@ def general_backward(fwd: Graph, loads: dict[tuple, int], n_seqs: int, n_states:
         adj.setdefault(mapping[fwd.outputs[("s", i)]], []).append(g.load("gy", i))
     stores: dict[tuple, int] = {}
     zero = g.const(0.0)
-    for n in order:
-        if n not in adj:
-            continue
-        node = g.nodes[n]
-        terms = adj.pop(n)
-        if node.row:
-            cols = [t for t in terms if not g.nodes[t].row]
-            rows = [t for t in terms if g.nodes[t].row]
-            if cols:
-                rows.append(g.add("rsum", tuple(cols)))
-            a = g.sum_of(rows)
-        else:
-            a = g.sum_of(terms)
-        if a is None or a == zero:
-            continue
+    for n, node, a in adjoints(g, order, adj):
         contribs: list[tuple[int, int]] = []
         if node.op in ("x", "s", "p"):
             stores[("d" + node.op, node.attr[0])] = a

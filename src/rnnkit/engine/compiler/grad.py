@@ -12,11 +12,39 @@
 """
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from rnnkit.engine.compiler.ir import Graph
 from rnnkit.engine.compiler.ops import RESULT_ONLY, grad
 
-__all__ = ["backward", "save_activations", "sum_inputs"]
+__all__ = ["adjoints", "backward", "save_activations", "sum_inputs"]
 
+
+
+def adjoints(g: Graph, order: list[int], adj: dict[int, list[int]]) -> Iterator[tuple[int, Any, int]]:
+    """Reverse-mode walk: for each node of ``order`` with contributions in ``adj``, its summed adjoint.
+
+    Yields ``(n, node, a)`` for every node whose adjoint is not zero; a row node's column-wise
+    contributions are summed over the features (``rsum``) first. The caller adds the node's own
+    contributions to ``adj`` before asking for the next node, so later (smaller) ids see them.
+    """
+    zero = g.const(0.0)
+    for n in order:
+        if n not in adj:
+            continue
+        node = g.nodes[n]
+        terms = adj.pop(n)
+        if node.row:
+            cols = [t for t in terms if not g.nodes[t].row]
+            rows = [t for t in terms if g.nodes[t].row]
+            if cols:
+                rows.append(g.add("rsum", tuple(cols)))
+            a = g.sum_of(rows)
+        else:
+            a = g.sum_of(terms)
+        if a is None or a == zero:
+            continue
+        yield n, node, a
 
 def sum_inputs(g: Graph, G: int) -> Graph | None:
     """The graph over ("z", b) = x_b + hw_b loads, or None when x or hw is used otherwise."""
@@ -100,21 +128,7 @@ def _backward(fwd: Graph, G: int, S: int, summed: bool) -> tuple[Graph, dict[int
         adj.setdefault(outs[("s", i)], []).append(g.load("gy", i))
     stores: dict[tuple, int] = {}
     zero = g.const(0.0)
-    for n in order:
-        if n not in adj:
-            continue
-        node = g.nodes[n]
-        terms = adj.pop(n)
-        if node.row:
-            cols = [t for t in terms if not g.nodes[t].row]
-            rows = [t for t in terms if g.nodes[t].row]
-            if cols:
-                rows.append(g.add("rsum", tuple(cols)))
-            a = g.sum_of(rows)
-        else:
-            a = g.sum_of(terms)
-        if a is None or a == zero:
-            continue
+    for n, node, a in adjoints(g, order, adj):
         if node.op == "z":
             stores[("dz", node.attr[0])] = a
         elif node.op == "x":
