@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit
+import rnnkit.layers.generic_path as generic_module
 import rnnkit.layers.recurrent as recurrent_module
 
 KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
@@ -143,8 +144,9 @@ def test_native_layer_matches_its_to_torch_export(kind, engine):
                                                  ("generic", "run_cell", "run_fused")])
 def test_engine_argument_selects_the_backend(engine, ran, skipped):
     layer = rnnkit.LSTM(F, H, num_layers=2, engine=engine)
-    with mock.patch.object(recurrent_module, ran, wraps=getattr(recurrent_module, ran)) as used, \
-         mock.patch.object(recurrent_module, skipped, wraps=getattr(recurrent_module, skipped)) as unused:
+    home = {"run_fused": recurrent_module, "run_cell": generic_module}  # where each backend is called from
+    with mock.patch.object(home[ran], ran, wraps=getattr(home[ran], ran)) as used, \
+         mock.patch.object(home[skipped], skipped, wraps=getattr(home[skipped], skipped)) as unused:
         layer(torch.randn(B, T, F), lengths=LENGTHS)
     assert used.called and not unused.called
 
@@ -155,7 +157,7 @@ def test_auto_engine_runs_the_backend_its_plan_names(kind):
     layer = rnnkit.from_torch(torch_module(kind, 1, False, torch.float32))
     x = torch.randn(B, T, F)
     plan = layer.plan(x, lengths=LENGTHS)
-    with mock.patch.object(recurrent_module, "run_cell", wraps=recurrent_module.run_cell) as generic, \
+    with mock.patch.object(generic_module, "run_cell", wraps=generic_module.run_cell) as generic, \
          mock.patch.object(recurrent_module, "run_fused", wraps=recurrent_module.run_fused) as fused:
         layer(x, lengths=LENGTHS)
     assert fused.called == plan.fused and generic.called == (not plan.fused)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit.layers import recurrent, resets
+from rnnkit.layers import generic_path, resets
 
 T = 12
 
@@ -41,14 +41,14 @@ def _recorded(monkeypatch, engine: str) -> list[int]:
 
         monkeypatch.setattr(resets, "run_fused", run_fused)
     else:
-        original = recurrent.run_cell
+        original = generic_path.run_cell
 
         def run_cell(cell, sequences, *a, reverse=False, **k):
             if not reverse:
                 spans.append(sequences["inputs"].shape[1])
             return original(cell, sequences, *a, reverse=reverse, **k)
 
-        monkeypatch.setattr(recurrent, "run_cell", run_cell)
+        monkeypatch.setattr(generic_path, "run_cell", run_cell)
     return spans
 
 

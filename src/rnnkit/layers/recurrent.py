@@ -23,27 +23,28 @@ import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit.cells import ElmanCell, GRUCell, LSTMCell
 from rnnkit.cells.base import Recurrent
 from rnnkit.cells.structured import Structured
-from rnnkit.engine import BPTT, run_cell
+from rnnkit.engine import BPTT
 from rnnkit.engine.dispatch import Plan, make_plan
-from rnnkit.engine.fused import run_fused, run_fused_packed
-from rnnkit.engine.gemm import linear
+from rnnkit.engine.fused import run_fused
 from rnnkit.engine.hooks import run_pre_hooks
 from rnnkit.engine.kinds import fused_kind
 from rnnkit.engine.masks import check_lengths, lengths_to_mask, resolve_mask
 from rnnkit.engine.regularise import Regularisers
-from rnnkit.engine.reset import check_reset, check_step_reset, restart, run_cell_reset
+from rnnkit.engine.reset import check_reset, check_step_reset, restart
 from rnnkit.errors import bad_argument
 from rnnkit.init import Initializer, torch_default
+from rnnkit.layers.checks import LayerChecks
 from rnnkit.layers.config import LayerConfig, check_layer_args
 from rnnkit.layers import regularised
 from rnnkit.layers.export import to_torch
+from rnnkit.layers.generic_path import autocast_dtype, forward_generic, ragged, step_generic
+from rnnkit.layers.packed import forward_packed
 from rnnkit.layers.projected import ProjectedLSTMCell
 from rnnkit.layers.resets import fused_with_resets, plan_resets, plan_step_reset
 from rnnkit.layers.torch_names import TorchNames
@@ -76,7 +77,7 @@ class _Layer(nn.Module):
         return [self.fwd] if self.bwd is None else [self.fwd, self.bwd]
 
 
-class RecurrentLayer(TorchNames):
+class RecurrentLayer(LayerChecks, TorchNames):
     """Shared machinery of RNN/LSTM/GRU: x (B, T, F) (or (T, B, F)) -> y (B, T, D*H)."""
 
     kind: str = ""
@@ -248,7 +249,7 @@ class RecurrentLayer(TorchNames):
             if reset is not None:
                 raise bad_argument("reset", "None with a PackedSequence input", reset,
                                    "pass a padded tensor with lengths= to use reset=")
-            return self._forward_packed(x, state, bptt)
+            return forward_packed(self, x, state, bptt)
         bf = self.config.batch_first
         unbatched = self._unbatched_ok and isinstance(x, Tensor) and x.dim() == 2
         if unbatched:
@@ -266,7 +267,7 @@ class RecurrentLayer(TorchNames):
             hx = restart(hx, restarts[:, 0], batch_dim=1)
             restarts = restarts if bool(restarts[:, 1:].any()) else None
         run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
-        plan = self._plan(x, B, _ragged(lens, T), prefix, bptt, step=False)
+        plan = self._plan(x, B, ragged(lens, T), prefix, bptt, step=False)
         if plan.fused and self.regularisers.active:
             x = regularised.drop_fused_input(self, x)  # input dropout: one mask per sequence
         if plan.fused and restarts is not None:
@@ -282,41 +283,12 @@ class RecurrentLayer(TorchNames):
         else:
             if mask is None and lens is not None:
                 mask = lengths_to_mask(lens, T, x.device)
-            y, finals = self._forward_generic(x.transpose(0, 1) if bf else x, hx, mask, bptt, plan,
+            y, finals = forward_generic(self, x.transpose(0, 1) if bf else x, hx, mask, bptt, plan,
                                               reset=restarts)  # (T, B, D*H)
             y = y.transpose(0, 1) if bf else y  # (B, T, D*H) or (T, B, D*H)
         if unbatched:
             y, finals = y.squeeze(0 if bf else 1), tuple(f.squeeze(1) for f in finals)
         return y, (finals if self.kind == "lstm" else finals[0])
-
-    def _forward_packed(self, packed: PackedSequence, state: State | None,
-                        bptt: BPTT | None) -> tuple[PackedSequence, State]:
-        """A PackedSequence in, a PackedSequence out (same batch sizes and indices), torch's h_n order."""
-        data = packed.data  # (N, F), the steps of all sequences, time-major
-        self._check_input(data.unsqueeze(1), packed=True)
-        B = int(packed.batch_sizes[0])
-        hx = self._check_state(state, B, data)
-        run_pre_hooks(*(m for d in self.directions() for m in (d.input, d.cell)))  # weight_norm, prune, ...
-        plan = self._plan(data, B, int(packed.batch_sizes[-1]) != B, True, bptt, step=False)
-        if plan.fused:
-            if self.regularisers.active:
-                packed = regularised.drop_packed_input(self, packed)
-            out, finals = run_fused_packed(
-                self.fused_kind, packed, hx, regularised.fused_weights(self), has_biases=self.config.bias,
-                num_layers=self.num_layers, dropout=self.config.dropout, training=self.training,
-                bidirectional=self.config.bidirectional, zero_state=state is None,
-            )
-        else:  # padded + lengths on the generic engine: no per-step packed kernels
-            x, lens = pad_packed_sequence(packed)  # (T, B, F) in the caller's order, lens (B,) on the CPU
-            T = x.shape[0]
-            mask = None if int(lens.min()) == T else lengths_to_mask(lens, T, x.device)
-            y, finals = self._forward_generic(x, hx, mask, bptt, plan)  # (T, B, D*H)
-            if packed.sorted_indices is not None:
-                y = y.index_select(1, packed.sorted_indices)  # (T, B, D*H), longest first
-                lens = lens.index_select(0, packed.sorted_indices.cpu())
-            out = PackedSequence(pack_padded_sequence(y, lens).data, packed.batch_sizes,
-                                 packed.sorted_indices, packed.unsorted_indices)
-        return out, (finals if self.kind == "lstm" else finals[0])
 
     def step(self, x: Tensor, state: State | None = None, *, reset: Tensor | None = None) -> tuple[Tensor, State]:
         """One time step for decoding: x (B, F) -> (y (B, H), state). Unidirectional only.
@@ -347,22 +319,7 @@ class RecurrentLayer(TorchNames):
             )
             y = y[:, 0]  # (B, H)
         else:
-            finals_list: list[list[Tensor]] = [[] for _ in self.state_names]
-            y = x
-            for index, layer in enumerate(self.layers):
-                if index and self.config.dropout and self.training:
-                    y = F.dropout(y, self.config.dropout, training=True)
-                cell = layer.fwd.cell
-                proj = layer.fwd.input  # not called: its pre-hooks ran above, once
-                out = cell.pack_outputs(cell.step(F.linear(y, proj.weight, proj.bias), *(h[index] for h in hx)))
-                if reg.zoneout:  # s' = a s_new + (1 - a) s; a ~ Bernoulli(1 - p) in training, 1 - p in eval
-                    a = 1.0 - reg.zoneout
-                    out = tuple(torch.lerp(h[index], o, torch.bernoulli(torch.full_like(o, a)) if self.training else a)
-                                for h, o in zip(hx, out))
-                for i in range(len(self.state_names)):
-                    finals_list[i].append(out[i])
-                y = out[0]  # (B, H)
-            finals = tuple(torch.stack(f, dim=0) for f in finals_list)  # (L, B, H)
+            y, finals = step_generic(self, x, hx)  # (B, H), (L, B, H) each
         return y, (finals if self.kind == "lstm" else finals[0])
 
     def plan(self, x: Tensor, lengths: Tensor | Sequence[int] | None = None, *, mask: Tensor | None = None,
@@ -386,7 +343,7 @@ class RecurrentLayer(TorchNames):
         self._check_input(x)
         B, T = (x.shape[0], x.shape[1]) if self.config.batch_first else (x.shape[1], x.shape[0])
         mask, lens, prefix = resolve_mask(mask, lengths, B, T, x.device)
-        plan = self._plan(x, B, _ragged(lens, T), prefix, bptt, step=False)
+        plan = self._plan(x, B, ragged(lens, T), prefix, bptt, step=False)
         return plan_resets(self, plan, check_reset(reset, B, T, x.device), lens, mask, bptt)
 
     def _plan(self, x: Tensor, B: int, ragged: bool, prefix: bool, bptt: BPTT | None, step: bool) -> Plan:
@@ -401,7 +358,7 @@ class RecurrentLayer(TorchNames):
             backward=torch.is_grad_enabled() and (x.requires_grad or cell.weight.requires_grad),
             plain_bptt=bptt is None or bptt.is_default, structured=isinstance(cell, Structured), step=step,
             where=type(self).__name__, regularised=self.regularisers.inside(self.training),
-            cost_dtype=_autocast_dtype(x),
+            cost_dtype=autocast_dtype(x),
         )
 
     @property
@@ -410,110 +367,6 @@ class RecurrentLayer(TorchNames):
         if kind is None:
             raise ValueError(f"{type(self).__name__}: this cell configuration has no fused kernel")
         return kind
-
-    def _forward_generic(
-        self, x: Tensor, hx: tuple[Tensor, ...], mask: Tensor | None, bptt: BPTT | None, plan: Plan | None = None,
-        reset: Tensor | None = None,
-    ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """x (T, B, F) time-major -> (y (T, B, D*H), finals (L*D, B, H) each); ``reset`` (B, T) or None."""
-        D = self.num_directions
-        finals: list[list[Tensor]] = [[] for _ in self.state_names]
-        inp = x if x.is_contiguous() else x.contiguous()  # (T, B, F), once for both directions
-        T, B = inp.shape[0], inp.shape[1]
-        reg = self.regularisers if self.regularisers.active else None
-        for index, layer in enumerate(self.layers):
-            m_in = None if reg is None else reg.input_mask(B, (inp.shape[2],), inp, self.training)
-            if m_in is not None:  # variational input dropout: one mask per sequence (B, F)
-                inp = inp * m_in  # (T, B, F)
-            outs = []
-            for d, direction in enumerate(layer.directions()):
-                k = index * D + d
-                # Projections are computed time-major, (T, B, G*H), and handed over as (B, T, G*H)
-                # views: the engine walks time-major buffers, so it takes them without a copy.
-                xp = linear(inp, direction.input.weight, direction.input.bias).transpose(0, 1)  # one GEMM
-                init = {name: hx[i][k] for i, name in enumerate(self.state_names)}
-                scope = f"layer{index}.{'bwd' if d else 'fwd'}"
-                masks = None if reg is None else reg.draw(direction.cell, B, T, inp, self.training)
-                if reset is not None:  # segments between resets (rnnkit.engine.reset); zeros restart
-                    result = run_cell_reset(run_cell, direction.cell, {"inputs": xp}, init, {}, reset, mask=mask,
-                                            reverse=d == 1, bptt=bptt, scope=scope, contexts={}, plan=plan,
-                                            regularise=masks)
-                else:
-                    result = run_cell(direction.cell, {"inputs": xp}, init, {}, mask=mask, reverse=d == 1,
-                                      bptt=bptt, scope=scope, donate=True,
-                                      rebuild=_rebuild(inp, direction.input.weight, direction.input.bias), plan=plan,
-                                      regularise=masks)
-                outs.append(result.outputs["h"].transpose(0, 1))  # (T, B, H)
-                for i, name in enumerate(self.state_names):
-                    finals[i].append(result.final[name])
-            inp = outs[0] if D == 1 else torch.cat(outs, dim=2)  # (T, B, D*H)
-            if self.config.dropout and self.training and index < self.num_layers - 1:
-                inp = F.dropout(inp, self.config.dropout, training=True)
-        return inp, tuple(torch.stack(f, dim=0) for f in finals)  # (L*D, B, H)
-
-    # ------------------------------------------------------------------ checks
-    def _check_input(self, x: Tensor, packed: bool = False) -> None:
-        name = type(self).__name__
-        layout = "(B, T, F)" if self.config.batch_first else "(T, B, F)"
-        what = "PackedSequence data (N, F)" if packed else f"a 3-D tensor {layout}"
-        if not isinstance(x, Tensor):
-            raise bad_argument("x", f"a tensor {layout} or a PackedSequence", x, "pass a torch.Tensor")
-        if x.dim() != 3:
-            fix = ("add a batch dimension with x.unsqueeze(0)" if x.dim() == 2 and self.config.batch_first
-                   else "add a batch dimension with x.unsqueeze(1)" if x.dim() == 2
-                   else f"reshape to {layout}; this layer has batch_first={self.config.batch_first}")
-            raise bad_argument("x", f"{what} with F = {self.input_size}", x, fix)
-        if x.shape[2] != self.input_size:
-            raise bad_argument("x", f"F = {self.input_size} features in the last dimension (input_size of this {name})",
-                               x, f"project the input to {self.input_size} features or build the layer with input_size={x.shape[2]}")
-        if x.shape[1 if self.config.batch_first else 0] == 0 and not packed:
-            raise bad_argument("x", "at least one time step (T >= 1)", x, "pass a non-empty sequence")
-        weight = self.layers[0].fwd.input.weight
-        if x.dtype != weight.dtype:
-            fix = (f"convert with x.to({weight.dtype}) or the layer with .to({x.dtype})" if x.dtype.is_floating_point
-                   else f"convert with x.to({weight.dtype}); token ids go through an nn.Embedding (or "
-                        "rnnkit.models.LanguageModel) first")  # an integer layer does not exist
-            raise bad_argument("x", f"dtype {weight.dtype} (the layer's parameters)", x, fix)
-        if x.device != weight.device:
-            raise bad_argument("x", f"a tensor on {weight.device} (the layer's device)", x,
-                               f"move it with x.to({str(weight.device)!r})")
-
-    def _state_shapes(self, batch: int) -> tuple[tuple[int, ...], ...]:
-        L, D, H = self.num_layers, self.num_directions, self.hidden_size
-        h = (L * D, batch, self.config.proj_size or H)
-        return (h, (L * D, batch, H)) if self.kind == "lstm" else (h,)
-
-    def _batch_state(self, state: State | None) -> State | None:
-        """An unbatched state (L*D, H) -> (L*D, 1, H), for an unbatched input."""
-        if state is None:
-            return None
-        parts = (state,) if isinstance(state, Tensor) else tuple(state)
-        for name, part in zip(self.state_names, parts):
-            if isinstance(part, Tensor) and part.dim() != 2:
-                raise bad_argument(f"state ({name})", "a 2-D tensor (L*D, H) for an unbatched 2-D input", part,
-                                   "pass an unbatched state, or batch the input too")
-        out = tuple(p.unsqueeze(1) if isinstance(p, Tensor) else p for p in parts)
-        return out[0] if isinstance(state, Tensor) else out
-
-    def _check_state(self, state: State | None, batch: int, x: Tensor) -> tuple[Tensor, ...]:
-        shapes = self._state_shapes(batch)
-        n = len(self.state_names)
-        if state is None:
-            return tuple(x.new_zeros(shape) for shape in shapes)
-        parts = (state,) if isinstance(state, Tensor) else tuple(state) if isinstance(state, (tuple, list)) else None
-        if parts is None or len(parts) != n:
-            expected = "a tuple (h, c)" if n == 2 else "a tensor h"
-            each = " and ".join(str(s) for s in dict.fromkeys(shapes))
-            raise bad_argument("state", f"{expected}, each of shape {each} (L*D, B, H)", state,
-                               "pass the state returned by a previous call, or None for zeros")
-        for name, part, shape in zip(self.state_names, parts, shapes):
-            if not isinstance(part, Tensor) or tuple(part.shape) != shape:
-                raise bad_argument(f"state ({name})", f"shape {shape} (L*D, B, H)", part,
-                                   "use torch's layout: layers x directions first, then batch")
-            if part.dtype != x.dtype or part.device != x.device:
-                raise bad_argument(f"state ({name})", f"dtype {x.dtype} on {x.device} (the input's)", part,
-                                   "convert with .to(x)")
-        return parts
 
     def to_torch(self, *, drop_regularisers: bool = False) -> nn.RNNBase:
         """The equal ``torch.nn.RNN``/``LSTM``/``GRU``, with this layer's ``batch_first``.
@@ -538,20 +391,3 @@ class RecurrentLayer(TorchNames):
         return text + f", batch_first={c.batch_first}, engine={c.engine!r}"
 
 
-def _rebuild(inp: Tensor, weight: Tensor, bias: Tensor | None):  # type: ignore[no-untyped-def]
-    """Recomputes a donated projection's values (B, T, G) for a double backward; inp is (T, B, F)."""
-    return lambda: linear(inp, weight, bias).transpose(0, 1)  # (B, T, G)
-
-
-def _ragged(lens: Tensor | None, T: int) -> bool:
-    """Some sequence is shorter than T (``lens`` (B,) on the CPU, or None)."""
-    return lens is not None and lens.numel() > 0 and int(lens.min()) < T
-
-
-def _autocast_dtype(x: Tensor) -> torch.dtype | None:
-    """The dtype a float32 ``x`` runs as under an enabled autocast on its device (the fused kernels are
-    autocast), else None; ``auto`` reads that dtype's rows of the cost table."""
-    kind = x.device.type
-    if x.dtype == torch.float32 and kind in ("cpu", "cuda") and torch.is_autocast_enabled(kind):
-        return torch.get_autocast_dtype(kind)
-    return None

@@ -1,6 +1,6 @@
 """The regularisers of ``rnnkit.RNN``/``LSTM``/``GRU`` on the fused backend, and their plan reasons.
 
-The generic backend applies them per (layer, direction) in ``RecurrentLayer._forward_generic``
+The generic backend applies them per (layer, direction) in ``rnnkit.layers.generic_path.forward_generic``
 (``rnnkit.engine.regularise``). The fused kernels run a whole stack in one call, so they can
 take only what acts outside the recurrence: input dropout on the first layer's input and a
 weight-dropped W_hh. Recurrent dropout, zoneout and input dropout above the first layer make
