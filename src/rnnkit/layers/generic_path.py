@@ -13,28 +13,24 @@ the cell (a C loop, the hybrid oneDNN + native path or autograd, as the call's p
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from rnnkit.engine import BPTT, run_cell
 from rnnkit.engine.dispatch import Plan
 from rnnkit.engine.gemm import linear
 from rnnkit.engine.reset import run_cell_reset
 
-if TYPE_CHECKING:
-    from rnnkit.layers.recurrent import RecurrentLayer
-
 __all__ = ["autocast_dtype", "forward_generic", "ragged", "rebuild_projection", "step_generic"]
 
 
 def forward_generic(
-    rnn: RecurrentLayer, x: Tensor, hx: tuple[Tensor, ...], mask: Tensor | None, bptt: BPTT | None, plan: Plan | None = None,
+    rnn: nn.Module, x: Tensor, hx: tuple[Tensor, ...], mask: Tensor | None, bptt: BPTT | None, plan: Plan | None = None,
     reset: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """x (T, B, F) time-major -> (y (T, B, D*H), finals (L*D, B, H) each); ``reset`` (B, T) or None."""
+    """``rnn`` (a RecurrentLayer): x (T, B, F) time-major -> (y (T, B, D*H), finals (L*D, B, H) each);
+    ``reset`` (B, T) or None."""
     D = rnn.num_directions
     finals: list[list[Tensor]] = [[] for _ in rnn.state_names]
     inp = x if x.is_contiguous() else x.contiguous()  # (T, B, F), once for both directions
@@ -71,7 +67,7 @@ def forward_generic(
     return inp, tuple(torch.stack(f, dim=0) for f in finals)  # (L*D, B, H)
 
 
-def step_generic(rnn: RecurrentLayer, x: Tensor, hx: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+def step_generic(rnn: nn.Module, x: Tensor, hx: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
     """One step of every layer on the engine's cells: x (B, F) -> (y (B, H), finals (L, B, H) each).
     The projections' pre-hooks ran in ``RecurrentLayer.step``; zoneout applies per step."""
     reg = rnn.regularisers

@@ -13,9 +13,7 @@ the output again.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.engine import BPTT
@@ -25,15 +23,12 @@ from rnnkit.engine.masks import lengths_to_mask
 from rnnkit.layers import regularised
 from rnnkit.layers.generic_path import forward_generic
 
-if TYPE_CHECKING:
-    from rnnkit.layers.recurrent import RecurrentLayer
-
 __all__ = ["forward_packed"]
 
 State = Tensor | tuple[Tensor, Tensor]
 
 
-def forward_packed(rnn: RecurrentLayer, packed: PackedSequence, state: State | None,
+def forward_packed(rnn: nn.Module, packed: PackedSequence, state: State | None,
                    bptt: BPTT | None) -> tuple[PackedSequence, State]:
     """A PackedSequence in, a PackedSequence out (same batch sizes and indices), torch's h_n order."""
     data = packed.data  # (N, F), the steps of all sequences, time-major
