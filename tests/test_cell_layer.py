@@ -117,3 +117,89 @@ def test_bad_input_gets_a_clear_error():
         layer(torch.randn(1, 4, 5))
     with pytest.raises(ValueError, match="state"):
         layer(torch.randn(1, 4, 2), torch.zeros(1, 3))  # an LSTM-like cell wants (h, c)
+
+
+def _same_weights(layer, ref):  # type: ignore[no-untyped-def]
+    """CellLayer(UserLSTM) <- rnnkit.LSTM's one direction (the same gate order as torch.nn.LSTM)."""
+    with torch.no_grad():
+        layer.input.weight.copy_(ref.weight_ih_l0)
+        layer.input.bias.copy_(ref.bias_ih_l0)
+        layer.cell.weight.copy_(ref.weight_hh_l0)
+        layer.cell.bias.copy_(ref.bias_hh_l0)
+
+
+REGULARISERS = [dict(zoneout=0.3), dict(recurrent_dropout=0.4), dict(input_dropout=0.35), dict(weight_drop=0.5),
+                dict(input_dropout=0.2, recurrent_dropout=0.3, zoneout=0.15, weight_drop=0.25)]
+
+
+@pytest.mark.parametrize("reg", REGULARISERS, ids=lambda r: "+".join(r))
+@pytest.mark.parametrize("B", [2, 9], ids=["whole-loop-in-C", "per-step"])
+def test_regularisers_equal_the_built_in_layer_under_the_same_seed(reg, B):
+    """A user LSTM in a CellLayer takes the built-in layers' regularisers and draws the same masks
+    in the same order: in training, under one seed, it computes what rnnkit.LSTM computes."""
+    torch.manual_seed(4)
+    ref = rnnkit.LSTM(5, 8, engine="generic", **reg).double()
+    layer = rnnkit.CellLayer(UserLSTM(8), 5, **reg).double()
+    _same_weights(layer, ref)
+    x = torch.randn(B, 7, 5, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([7, 3] + [5] * (B - 2))
+    torch.manual_seed(11)
+    y_ref, (h_ref, c_ref) = ref(x, lengths=lengths)
+    torch.manual_seed(11)
+    y, (h, c) = layer(x, lengths=lengths)
+    torch.testing.assert_close(y, y_ref, atol=1e-10, rtol=0)
+    torch.testing.assert_close((h, c), (h_ref[0], c_ref[0]), atol=1e-10, rtol=0)
+    ours = _grads(y, [x, layer.input.weight, layer.cell.weight, layer.cell.bias])
+    theirs = _grads(y_ref, [x, ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_hh_l0])
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    torch.manual_seed(12)
+    assert not torch.allclose(layer(x, lengths=lengths)[0], y)  # a new call draws new masks
+
+
+def test_regularisers_in_eval_mode_are_the_identity_and_zoneouts_expectation():
+    """Eval mode: the dropouts do nothing; zoneout keeps (1 - p) of the new value, by hand."""
+    torch.manual_seed(5)
+    layer = rnnkit.CellLayer(MGU(6), 4, input_dropout=0.5, recurrent_dropout=0.5, weight_drop=0.5,
+                             zoneout=0.25).double().eval()
+    plain = rnnkit.CellLayer(MGU(6), 4).double().eval()
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(3, 6, 4, dtype=torch.float64)
+    y, h = layer(x)
+    xp = plain.input(x)  # (B, T, G), the projection
+    state = torch.zeros(3, 6, dtype=torch.float64)
+    for t in range(6):  # s_t = 0.75 s_new + 0.25 s_{t-1}
+        new = plain.cell.step(xp[:, t], h=state)
+        new = new[0] if isinstance(new, tuple) else new
+        state = 0.75 * new + 0.25 * state
+        torch.testing.assert_close(y[:, t], state, atol=1e-12, rtol=0)
+    torch.testing.assert_close(h, state, atol=1e-12, rtol=0)
+    off = rnnkit.CellLayer(MGU(6), 4, input_dropout=0.5, recurrent_dropout=0.5, weight_drop=0.5).double().eval()
+    off.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(off(x)[0], plain(x)[0], atol=0, rtol=0)
+
+
+def test_regularisers_are_checked_when_the_layer_is_built():
+    class Feedback(rnnkit.Recurrent):  # no single recurrent matrix: recurrent dropout cannot apply
+        states, sequences = ("h",), ("inputs",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Linear(3, 3)
+
+        def state_shape(self, name):  # type: ignore[no-untyped-def]
+            return (3,)
+
+        def sequence_shape(self, name):  # type: ignore[no-untyped-def]
+            return (3,)
+
+        def step(self, inputs, h):  # type: ignore[no-untyped-def]
+            return torch.tanh(inputs + self.w(h))
+
+    with pytest.raises(ValueError, match="recurrent_dropout: expected 0 for a cell without one recurrent matrix"):
+        rnnkit.CellLayer(Feedback(), 2, recurrent_dropout=0.1)
+    with pytest.raises(ValueError, match=r"zoneout: expected a probability in \[0, 1\]"):
+        rnnkit.CellLayer(MGU(3), 2, zoneout=1.5)
+    layer = rnnkit.CellLayer(Feedback(), 2, zoneout=0.2, input_dropout=0.1)  # any cell takes these
+    assert layer.regularisers == rnnkit.Regularisers(input_dropout=0.1, zoneout=0.2)
+    assert "zoneout=0.2" in repr(layer)

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from rnnkit.cells.base import Recurrent
 from rnnkit.engine import BPTT, scan
 from rnnkit.engine.gemm import linear
+from rnnkit.engine.regularise import Regularisers
 from rnnkit.errors import bad_argument
 from rnnkit.init import Initializer, torch_default
 
@@ -43,12 +44,18 @@ class CellLayer(nn.Module):
       ``cell.states`` order ((h, c) for an LSTM-like cell), (B, H) each; pass it back to go on.
     * ``mask``/``lengths``, ``reverse``, ``bptt`` and ``reset`` act as in ``cell(...)``;
       ``engine`` as in the built-in layers (a single cell always runs on the generic engine).
+    * ``input_dropout``, ``recurrent_dropout``, ``zoneout``, ``weight_drop``: the built-in layers'
+      regularisers (``rnnkit.Regularisers``), drawn in the same order, so a user LSTM here computes
+      what ``rnnkit.LSTM(..., engine="generic")`` computes under one seed. Recurrent dropout and
+      weight drop need a ``Structured`` cell (one recurrent matrix); zoneout and input dropout
+      take any cell.
     """
 
     def __init__(self, cell: Recurrent, input_size: int, bias: bool = True,
-                 input_init: Initializer | None = None) -> None:
+                 input_init: Initializer | None = None, *, input_dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0, zoneout: float = 0.0, weight_drop: float = 0.0) -> None:
         """Give ``cell`` an input projection from ``input_size`` features (``input_init``: the
-        projection's initialiser, default torch's); see the class docstring."""
+        projection's initialiser, default torch's) and optional regularisers; see the class docstring."""
         super().__init__()
         if not isinstance(cell, Recurrent) or tuple(cell.sequences) != ("inputs",):
             raise bad_argument("cell", "an rnnkit.Recurrent cell with one input sequence ('inputs')", cell,
@@ -65,6 +72,9 @@ class CellLayer(nn.Module):
         if bias:
             nn.init.zeros_(self.input.bias)
         self.cell = cell
+        self.regularisers = Regularisers(input_dropout=input_dropout, recurrent_dropout=recurrent_dropout,
+                                         zoneout=zoneout, weight_drop=weight_drop)
+        self.regularisers.check_cell(cell)
 
     @property
     def input_size(self) -> int:
@@ -88,16 +98,23 @@ class CellLayer(nn.Module):
             raise bad_argument("state", f"None or {'a tensor' if len(names) == 1 else f'a tuple of {len(names)} tensors'}"
                                f" ({', '.join(names)})", state, "pass the state a previous call returned")
         inp = x.transpose(0, 1).contiguous()  # (T, B, F)
+        masks = None
+        if self.regularisers.active:  # the built-in layers' order: the input's mask, then the cell's
+            T, B = inp.shape[0], inp.shape[1]
+            keep = self.regularisers.input_mask(B, (inp.shape[2],), inp, self.training)
+            inp = inp if keep is None else inp * keep  # (T, B, F): one mask per sequence
+            masks = self.regularisers.draw(self.cell, B, T, inp, self.training)
         weight, bias = self.input.weight, self.input.bias
         # Time-major projection handed over as a (B, T, G) view: the engine walks time-major
         # buffers, so it takes this one as its own, without a copy.
         xp = linear(inp, weight, bias).transpose(0, 1)  # (B, T, G)
         result = scan(self.cell, {"inputs": xp}, initial_states=init, mask=mask, lengths=lengths, reverse=reverse,
-                      bptt=bptt, engine=engine, reset=reset, donate=True,
+                      bptt=bptt, engine=engine, reset=reset, donate=True, regularisers=masks,
                       rebuild=lambda: linear(inp, weight, bias).transpose(0, 1))  # (B, T, G)
         y = result.outputs[self.cell.output_names[0]]  # (B, T, H)
         finals = tuple(result.final[n] for n in names)  # (B, H) each
         return y, finals[0] if len(finals) == 1 else finals
 
     def extra_repr(self) -> str:
-        return f"input_size={self.input_size}, cell={type(self.cell).__name__}"
+        reg = ", ".join(f"{k}={v:g}" for k, v in vars(self.regularisers).items() if v)
+        return f"input_size={self.input_size}, cell={type(self.cell).__name__}" + (f", {reg}" if reg else "")
