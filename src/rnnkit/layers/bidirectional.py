@@ -31,6 +31,8 @@ class Bidirectional(nn.Module):
       every declared output concatenated on the last axis, (B, T, *, 2 x features).
     * Two layers (anything called as ``layer(x, state, lengths) -> (y, state)``):
       ``bi(x, state=None, lengths=None)`` returns ``(y (B, T, H_f + H_b), (state_f, state_b))``.
+      Sequence-first layers (``batch_first=False``: ``rnnkit.nn``, ``from_torch`` of a default
+      torch.nn module) take and give (T, B, ...) instead; the two layers must agree.
 
     ``reset`` (B,) or (B, T) bool cuts rows into independent segments for both directions: a
     reset at t restarts the forward pass at t and the backward pass at t - 1
@@ -58,23 +60,41 @@ class Bidirectional(nn.Module):
         outs = tuple(torch.cat([fwd.outputs[n], bwd.outputs[n]], dim=-1) for n in names)
         return outs[0] if len(outs) == 1 else outs
 
+    def _batch_first(self) -> bool:
+        """The layers' layout: True (B, T, F) unless both are sequence-first (``rnnkit.nn``, torch.nn)."""
+        first = getattr(self.forward_rnn, "batch_first", True)
+        second = getattr(self.backward_rnn, "batch_first", True)
+        if first != second:
+            raise bad_argument("backward_rnn", f"batch_first={first}, as forward_rnn", f"batch_first={second}",
+                               "build both layers with the same batch_first")
+        return bool(first)
+
     def _layers(
         self, x: Tensor, state: tuple[Any, Any] | None = None, lengths: Tensor | Sequence[int] | None = None,
         *, mask: Tensor | None = None, reset: Tensor | None = None,
     ) -> tuple[Tensor, tuple[Any, Any]]:
-        if x.dim() != 3:
-            raise bad_argument("x", "a 3-D tensor (B, T, F)", x, "rnnkit layers are batch-first")
-        _, lens, prefix = resolve_mask(mask, lengths, x.shape[0], x.shape[1], x.device)
+        batch_first = self._batch_first()
+        layout = "(B, T, F)" if batch_first else "(T, B, F)"
+        if not isinstance(x, Tensor) or x.dim() != 3:
+            raise bad_argument("x", f"a 3-D tensor {layout} (the layers' batch_first={batch_first})", x,
+                               "pass a padded tensor with lengths= (pad_packed_sequence unpacks a PackedSequence)")
+
+        def own(t: Tensor) -> Tensor:  # batch-first <-> the layers' layout (a transpose is its own inverse)
+            return t if batch_first else t.transpose(0, 1)
+
+        xb = own(x)  # (B, T, F)
+        _, lens, prefix = resolve_mask(mask, lengths, xb.shape[0], xb.shape[1], x.device)
         if not prefix:
             raise bad_argument("mask", "right-padded rows (a prefix of real steps)", "a mask with holes",
                                "pass lengths for right-padded batches")
         state_f, state_b = state if state is not None else (None, None)
-        restarts = check_reset(reset, x.shape[0], x.shape[1], x.device)
+        restarts = check_reset(reset, xb.shape[0], xb.shape[1], x.device)
+        x_rev = own(flip_padded(xb, lens))  # each row reversed over its own length, in the layers' layout
         if restarts is None:
             y_f, s_f = self.forward_rnn(x, state_f, lens)
-            y_b, s_b = self.backward_rnn(flip_padded(x, lens), state_b, lens)
+            y_b, s_b = self.backward_rnn(x_rev, state_b, lens)
         else:  # the backward layer reads the flipped rows, so it takes the flipped reset
             y_f, s_f = self.forward_rnn(x, state_f, lens, reset=restarts)
-            y_b, s_b = self.backward_rnn(flip_padded(x, lens), state_b, lens, reset=flip_reset(restarts, lens))
-        y_b = flip_padded(y_b, lens)  # back to time order; padding stays zero
-        return torch.cat([y_f, y_b], dim=-1), (s_f, s_b)  # (B, T, H_f + H_b)
+            y_b, s_b = self.backward_rnn(x_rev, state_b, lens, reset=flip_reset(restarts, lens))
+        y_b = own(flip_padded(own(y_b), lens))  # back to time order; padding stays zero
+        return torch.cat([y_f, y_b], dim=-1), (s_f, s_b)  # (B, T, H_f + H_b) or (T, B, H_f + H_b)
