@@ -237,3 +237,18 @@ def test_cell_gradients_equal_numeric_ones_with_mask_and_reverse(kind):
                 flat_w[i] += eps
             numeric.view(-1)[i] = (up - down) / (2 * eps)
         close(g, numeric, 1e-6)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_layer_refuses_learned_initial_states_it_would_ignore(engine):
+    # Lasagne's learn_init on a layer: rnnkit's built-in layers start from zeros or the given state, so
+    # a learned initial state set on one of their cells must not be silently ignored.
+    rnn = layer("GRU", engine, num_layers=2)
+    rnn.layers[1].fwd.cell.learnable_initial_states()
+    x = torch.rand(2, 3, 4)
+    with pytest.raises(ValueError, match=r"layers\[1\]\.fwd\.cell.*Fix: .*CellLayer"):
+        rnn(x)
+    with pytest.raises(ValueError, match="learned initial states"):
+        rnn.step(x[:, 0])
+    y, _ = rnn(x, torch.zeros(2, 2, 6))  # a given state is what the layer runs from
+    assert y.shape == (2, 3, 6)

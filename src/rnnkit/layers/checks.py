@@ -74,10 +74,21 @@ class LayerChecks:
         out = tuple(p.unsqueeze(1) if isinstance(p, Tensor) else p for p in parts)
         return out[0] if isinstance(state, Tensor) else out
 
+    def _check_no_learned_initial(self) -> None:
+        """A layer starts from zeros (or the state passed): a cell's learned initial states would be ignored."""
+        for index, layer in enumerate(self.layers):
+            for side, direction in zip(("fwd", "bwd"), layer.directions()):
+                if getattr(direction.cell, "initial", None) is not None:
+                    raise bad_argument(
+                        f"layers[{index}].{side}.cell", "no learned initial states (a layer starts from zeros or "
+                        "from the state passed)", "a cell with learned initial states",
+                        "pass state= built from them, or run the cell in rnnkit.CellLayer, which uses them")
+
     def _check_state(self, state: State | None, batch: int, x: Tensor) -> tuple[Tensor, ...]:
         shapes = self._state_shapes(batch)
         n = len(self.state_names)
         if state is None:
+            self._check_no_learned_initial()
             return tuple(x.new_zeros(shape) for shape in shapes)
         parts = (state,) if isinstance(state, Tensor) else tuple(state) if isinstance(state, (tuple, list)) else None
         if parts is None or len(parts) != n:
