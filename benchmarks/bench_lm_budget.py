@@ -124,8 +124,17 @@ def rnnkit_run(data: Path, budget: str, fp32: bool, png: Path | None, extra: lis
             "tokens": summary["train_tokens"], "tokens_per_second": summary["tokens_per_second"],
             "loop_seconds": summary["loop_seconds"], "wall_seconds": summary["wall_seconds"],
             "precision": summary["precision"], "parameters": summary["parameters"],
-            "schedule_steps": summary["schedule_steps"], "unigram_val_loss": summary["baseline"]["unigram_val_loss"],
+            "schedule_steps": summary["schedule_steps"], "schedule_plans": summary.get("schedule_plans"),
+            "unigram_val_loss": summary["baseline"]["unigram_val_loss"],
             "curve": [{k: r.get(k) for k in keep} for r in curve]}
+
+
+def _plans(r: dict) -> str:
+    """Where the learning-rate decay was planned to end: first and last plan (the run re-plans as it goes)."""
+    plans = r.get("schedule_plans") or []
+    if not plans:
+        return f"schedule {r['schedule_steps']}"
+    return f"decay planned to end at {plans[0][1]:,} at step {plans[0][0]:,}, finally at {plans[-1][1]:,}"
 
 
 def _seconds(text: str) -> float:
@@ -172,7 +181,7 @@ def main() -> None:
             target = TARGETS.get(budget)
             verdict = "" if target is None else f" (target <= {target}: {'met' if r['val_loss'] <= target else 'NOT met'})"
             print(f"{r['choice']}\nrnnkit {args.budget}{' fp32' if args.fp32 else ''}: val_loss {r['val_loss']:.4f}"
-                  f"{verdict}; {r['steps']:,} steps, {r['tokens'] / 1e6:.2f} M characters, "
+                  f"{verdict}; {r['steps']:,} steps ({_plans(r)}), {r['tokens'] / 1e6:.2f} M characters, "
                   f"{r['tokens_per_second']:,.0f} characters/s, {r['precision']}, wall {r['wall_seconds']:.0f} s")
             results = [r]
     if args.json is not None:

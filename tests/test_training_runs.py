@@ -130,7 +130,7 @@ def test_two_text_runs_with_steps_are_bitwise_equal(tmp_path: Path) -> None:
     assert shas[0] == shas[1] == shas[2]
 
 
-def test_a_time_only_run_plans_its_length_once_and_resume_follows_it(tmp_path: Path) -> None:
+def test_a_time_only_run_plans_its_length_and_resume_follows_it(tmp_path: Path) -> None:
     lrs: dict[int, float] = {}
 
     def record(trainer: Trainer) -> None:

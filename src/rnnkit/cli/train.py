@@ -235,6 +235,8 @@ def resume_plan(config: Any, checkpoint: Path, given: dict[str, Any]) -> str:
                      f"(to {format_duration(config.time_budget)})")
     how = "more on top, as given" if any(k in given for k in BUDGETS) else "the run's own budget"
     lr = (f"; the learning rate follows the run's schedule of {length:,} steps" if length else "")
+    if length and clocks.get("schedule_plans") and config.steps is None and config.epochs is None:
+        lr += " (as planned so far: a time-only run re-plans it at each evaluation)"
     return (f"resuming {checkpoint.parent if checkpoint.name == 'checkpoint' else checkpoint} at step "
             f"{state.step:,} ({format_duration(elapsed)} trained): {', or '.join(goals)}, whichever comes first "
             f"({how}){lr}")

@@ -98,7 +98,8 @@ class TrainConfig:
     steps: int | None = 2000  # at most this many optimiser steps; None: no step limit
     epochs: float | None = None  # text: at most this many passes over the training text; None: no limit
     time_budget: float | None = None  # seconds of training-loop time for the run; None: no limit. It only stops
-    # a run: the learning-rate schedule follows steps (a time-only run plans its length in steps once, see schedule.py)
+    # a run: the learning-rate schedule follows steps (a time-only run plans its length in steps as it goes,
+    # see schedule.py)
     on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: "stop" the run (the last good checkpoint is kept)
     # or "skip" the step (no update; the carried state restarts from zero)
     device: str = "auto"  # "auto" (CUDA when available, else CPU) | "cpu" | "cuda" | "cuda:N"

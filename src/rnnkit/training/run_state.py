@@ -109,8 +109,10 @@ class RunState:
     elapsed: float = 0.0  # seconds in the training loop, all sessions (what the time budget counts)
     train_seconds: float = 0.0  # of which in training steps (not evaluation or saving)
     wall_seconds: float = 0.0  # wall time of all sessions, start-up and saving included (>= elapsed)
-    schedule_steps: int | None = None  # the learning-rate schedule's length, fixed once per run (None: not yet)
-    decay_start: int = 0  # the step where the decay starts (a time-only run: where its length was planned)
+    schedule_steps: int | None = None  # the learning-rate schedule's length (None: not planned yet)
+    decay_start: int = 0  # the step where the decay starts (a time-only run: where its length was first planned)
+    schedule_plans: list[list[int]] = field(default_factory=list)  # a time-only run's plans: [step, length] each
+    plan_elapsed: float = 0.0  # ``elapsed`` at the last plan (the next re-plan measures the speed since)
     history: list[dict[str, Any]] = field(default_factory=list)  # one record per evaluation
     best: float | None = None  # the best headline metric so far
     since_best: int = 0  # evaluations since it
@@ -133,7 +135,8 @@ def save_run(state: RunState, config: TrainConfig, task: Any, model: nn.Module, 
         step=state.step, epoch=state.epoch(per_epoch), tokens=state.tokens, sequences=state.sequences,
         optimizer=optimizer.state_dict(), rng=capture_rng_state(),
         scheduler={"elapsed": state.elapsed, "train_seconds": state.train_seconds, "wall_seconds": state.wall_seconds,
-                   "schedule_steps": state.schedule_steps, "decay_start": state.decay_start},
+                   "schedule_steps": state.schedule_steps, "decay_start": state.decay_start,
+                   "schedule_plans": [list(p) for p in state.schedule_plans], "plan_elapsed": state.plan_elapsed},
         data_position={"step": state.step, "chunk": state.step % per_epoch if per_epoch else None},
         metrics=state.history,
         extra={"carry": encode_carry(state.carry), "best": state.best, "since_best": state.since_best,
@@ -176,7 +179,9 @@ def restore_run(config: TrainConfig, resume: str | os.PathLike[str], model: nn.M
                      elapsed=float(clocks.get("elapsed", 0.0)), train_seconds=float(clocks.get("train_seconds", 0.0)),
                      wall_seconds=float(clocks.get("wall_seconds", clocks.get("elapsed", 0.0))),
                      schedule_steps=None if length is None else int(length),
-                     decay_start=int(clocks.get("decay_start", 0)), history=list(training.metrics),
+                     decay_start=int(clocks.get("decay_start", 0)),
+                     schedule_plans=[[int(a), int(b)] for a, b in clocks.get("schedule_plans", [])],
+                     plan_elapsed=float(clocks.get("plan_elapsed", 0.0)), history=list(training.metrics),
                      best=extra.get("best"), since_best=int(extra.get("since_best", 0)),
                      skipped_steps=int(extra.get("skipped_steps", 0)), carry=carry)
     if rank == 0 and training.rng is not None:

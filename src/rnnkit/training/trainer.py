@@ -48,7 +48,7 @@ from rnnkit.training.progress import ProgressDisplay
 from rnnkit.training.records import TENSORBOARD_MISSING, MetricsLog, plot_curves, tensorboard_writer, write_json_atomic
 from rnnkit.training.run_dir import claim_run_dir
 from rnnkit.training.run_state import CHECKPOINT_DIR, RunState, restore_run, save_run
-from rnnkit.training.schedule import LRSchedule, plan_point, plan_steps, schedule_length
+from rnnkit.training.schedule import LRSchedule, plan_steps, replan_due, replan_steps, schedule_length
 from rnnkit.training.tasks import Task, make_task, step_seed
 
 __all__ = ["TrainResult", "Trainer", "build_optimizer", "nonfinite_gradient"]
@@ -220,7 +220,8 @@ class Trainer:
             self.state.schedule_steps = schedule_length(c, per_epoch)
         state = self.state
         run = _Run(model=model, net=wrap(model, info, device), optimizer=optimizer, device=device,
-                   schedule=LRSchedule.from_config(c, state.schedule_steps, state.decay_start),
+                   schedule=(LRSchedule.from_plans(c, state.schedule_plans) if state.schedule_plans else
+                             LRSchedule.from_config(c, state.schedule_steps, state.decay_start)),
                    metrics=dict(state.history[-1]) if state.history else {}, session_start=start,
                    wall_before=state.wall_seconds)
         if info.is_main:
@@ -286,18 +287,29 @@ class Trainer:
         return TrainResult(summary=summary, metrics=run.metrics, history=state.history, model=model,
                            checkpoint=checkpoint, stopped=stopped, solved=solved, extra=extra)
 
-    def _plan(self, run: _Run) -> None:
-        """A time-only run fixes its schedule's length once, from the throughput so far (see schedule.py)."""
+    def _plan(self, run: _Run, at_evaluation: bool) -> None:
+        """A time-only run plans its schedule's length, then re-plans it as it goes (see schedule.py)."""
         c, state = self.config, self.state
-        if state.schedule_steps is not None or c.decay == "none" or c.time_budget is None:
+        plans = state.schedule_plans
+        if not replan_due(c, plans, state.schedule_steps is not None and not plans, state.step, at_evaluation):
             return
-        if state.step < plan_point(c) or (c.eval_every and state.step % c.eval_every):
-            return  # measure over at least plan_point steps, and up to an evaluation, so its cost is counted
-        state.schedule_steps = plan_steps(c.time_budget, state.step, state.elapsed)
-        state.decay_start = state.step
-        run.schedule = LRSchedule.from_config(c, state.schedule_steps, state.decay_start)
-        run.display.message(f"{c.task}: {state.step} steps took {state.elapsed:.1f}s; the learning rate decays "
-                            f"over {state.schedule_steps} steps in all (the steps that fit in the time budget)")
+        state.elapsed = time.perf_counter() - run.loop_start  # an evaluation's own time counts
+        if plans:
+            was = state.schedule_steps
+            length = replan_steps(c.time_budget, state.step, state.elapsed, plans[-1][0], state.plan_elapsed)
+        else:
+            was, length = None, plan_steps(c.time_budget, state.step, state.elapsed)
+            state.decay_start = state.step
+        plans.append([state.step, length])
+        state.schedule_steps, state.plan_elapsed = length, state.elapsed
+        run.schedule = LRSchedule.from_plans(c, plans)
+        if was is None:
+            run.display.message(f"{c.task}: {state.step} steps took {state.elapsed:.1f}s; the learning rate decays "
+                                f"over {length} steps in all (the steps that fit in the time budget; re-planned "
+                                "at each evaluation)")
+        elif abs(length - was) > 0.02 * was:
+            run.display.message(f"{c.task}: step {state.step}: the time budget now fits {length} steps (planned "
+                                f"{was}); the rest of the learning-rate decay is spread over them")
 
     def _loop(self, run: _Run) -> None:
         """Optimiser steps until a budget, a stop request or an evaluation ends the run."""
@@ -309,7 +321,6 @@ class Trainer:
             if agree_stop(reason is not None, self.dist_info):
                 run.stopped = reason or "interrupted"  # another rank stopped (e.g. its SIGTERM)
                 return
-            self._plan(run)
             t0 = time.perf_counter()
             run.in_step = True
             batch = to_device(self._task.batch(state.step), run.device)
@@ -359,12 +370,16 @@ class Trainer:
                 self.callback(self)
             if c.eval_every and state.step % c.eval_every == 0:
                 self._evaluate(run, final=False)
+            else:
+                self._plan(run, at_evaluation=False)
 
     def _evaluate(self, run: _Run, final: bool) -> None:
         """Score the held-out data, record it everywhere, and decide on solved / patience stops."""
         c, main, state = self.config, self.dist_info.is_main, self.state
         wall = time.perf_counter() - run.loop_start  # loop time up to this evaluation, not including it
         values = self._task.evaluate(run.net, final=final)
+        if not final:
+            self._plan(run, at_evaluation=True)
         solved = self._task.solved(values)
         spent = state.train_seconds - run.train_mark
         record: dict[str, Any] = {
@@ -372,7 +387,8 @@ class Trainer:
             "wall_seconds": round(wall, 3), "train_seconds": round(state.train_seconds, 3),
             "lr": run.optimizer.param_groups[0]["lr"],
             "train_loss": run.loss_sum / run.loss_count if run.loss_count else None,
-            "tokens_per_second": (state.tokens - run.tokens_mark) / spent if spent > 0 else None, **values}
+            "tokens_per_second": (state.tokens - run.tokens_mark) / spent if spent > 0 else None,
+            "schedule_steps": state.schedule_steps, **values}
         if solved is not None:
             record["solved"] = solved
         if final:
@@ -426,7 +442,7 @@ class Trainer:
 
         c, state = self.config, self.state
         skip = {"step", "epoch", "sequences", "tokens", "wall_seconds", "train_seconds", "lr", "train_loss",
-                "tokens_per_second", "solved"}
+                "tokens_per_second", "solved", "schedule_steps"}
         summary = {
             "task": c.task, "cell": c.cell, "checkpoint": str(self.run_dir / CHECKPOINT_DIR),
             "train_sequences": state.sequences, "train_tokens": state.tokens,
@@ -435,6 +451,7 @@ class Trainer:
             "metrics": {k: v for k, v in metrics.items() if k not in skip}, "solved": solved, "stopped": stopped,
             "steps": state.step, "epochs": self._epoch(), "train_seconds": round(state.train_seconds, 3),
             "loop_seconds": round(state.elapsed, 3), "schedule_steps": state.schedule_steps,
+            "schedule_plans": [list(p) for p in state.schedule_plans],
             "tokens_per_second": round(state.tokens / state.train_seconds, 1) if state.train_seconds else None,
             "precision": c.precision_for, "device": str(run.device),
             "parameters": sum(p.numel() for p in model.parameters()), "baseline": self._task.baseline(),
