@@ -11,7 +11,7 @@ The rows were measured on this project's 2-core CPU with native bf16 (BENCHMARKS
 language-model defaults"): a short budget needs a model that sees many characters per second and takes many
 updates (a smaller batch), a longer one pays back a wider model and more dropout. The chosen budget is stored in the
 config (``sized_for_budget``) and so in every checkpoint: ``--resume`` continues the same model on the same
-learning-rate curve, even when it adds time.
+learning-rate curve (its remaining decay re-planned to the new end when it adds time).
 
 Example:
     >>> row = budget_row(120.0)

@@ -210,15 +210,33 @@ def compile_general(cell: Any, widths: tuple[int, ...], dtype: torch.dtype,
 
 
 def general_explain(cell: Any, widths: tuple[int, ...] | None = None) -> str | None:
-    """Why a general cell does not compile for sequences of these widths (default: each
-    sequence's declared width, else the first state's), naming the op; None when it does."""
-    if widths is None:
-        first = tuple(cell.state_shape(cell.states[0])) if cell.states else ()
-        guess = (int(first[0]) if len(first) == 1 else 1,)
-        widths = tuple(int((tuple(cell.sequence_shape(n) or guess) + (1,))[0]) for n in cell.sequences)
-        why = _lower(cell, widths)[1]
-        if why is not None and why.startswith("tracing raised"):
-            why += (f" (traced with guessed input widths {widths}: declare sequence_shape, or call "
-                    "general_explain(cell, widths))")
-        return why
-    return _lower(cell, tuple(widths))[1]
+    """Why a general cell does not compile for sequences of these widths, naming the op; None when it
+    does. Default widths: each sequence's declared one (``sequence_shape``, else the ``input_size``
+    attribute of a one-sequence cell, as torch's cells have); a cell that declares none gets the first
+    state's width, a guess, and a reason given under a guess says so."""
+    if widths is not None:
+        return _lower(cell, tuple(widths))[1]
+    widths, guessed = _declared_widths(cell)
+    why = _lower(cell, widths)[1]
+    if why is not None and guessed:
+        why += (f" (traced with input widths {widths}: {', '.join(guessed)} guessed from the first state's width; "
+                "declare sequence_shape or input_size on the cell, or call general_explain(cell, widths))")
+    return why
+
+
+def _declared_widths(cell: Any) -> tuple[tuple[int, ...], list[str]]:
+    """Each sequence's width as the cell declares it, and the names of the sequences whose width was guessed."""
+    first = tuple(cell.state_shape(cell.states[0])) if cell.states else ()
+    guess = int(first[0]) if len(first) == 1 else 1
+    size = getattr(cell, "input_size", None)
+    widths, guessed = [], []
+    for name in cell.sequences:
+        shape = cell.sequence_shape(name)
+        if shape:
+            widths.append(int(shape[0]))
+        elif len(cell.sequences) == 1 and isinstance(size, int) and not isinstance(size, bool):
+            widths.append(size)
+        else:
+            widths.append(guess)
+            guessed.append(repr(name))
+    return tuple(widths), guessed
