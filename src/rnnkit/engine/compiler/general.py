@@ -213,12 +213,13 @@ def general_explain(cell: Any, widths: tuple[int, ...] | None = None) -> str | N
     """Why a general cell does not compile for sequences of these widths, naming the op; None when it
     does. Default widths: each sequence's declared one (``sequence_shape``, else the ``input_size``
     attribute of a one-sequence cell, as torch's cells have); a cell that declares none gets the first
-    state's width, a guess, and a reason given under a guess says so."""
+    state's width, a guess, and a trace that fails under a guess says so (an op's name does not
+    depend on the width)."""
     if widths is not None:
         return _lower(cell, tuple(widths))[1]
     widths, guessed = _declared_widths(cell)
     why = _lower(cell, widths)[1]
-    if why is not None and guessed:
+    if why is not None and guessed and why.startswith("tracing raised"):
         why += (f" (traced with input widths {widths}: {', '.join(guessed)} guessed from the first state's width; "
                 "declare sequence_shape or input_size on the cell, or call general_explain(cell, widths))")
     return why
