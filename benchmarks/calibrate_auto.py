@@ -37,18 +37,18 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as harness  # noqa: E402
+from _auto_rounds import AUTOS, Rounds, compare, pool, rotated_rounds, spread  # noqa: E402
 import bench_rnn  # noqa: E402
 import torch  # noqa: E402
 
 import rnnkit  # noqa: E402
 from rnnkit.engine.costs import TABLE_PATH, cost_key  # noqa: E402
 
-__all__ = ["EXTRA_REGIMES", "Rounds", "compare", "main", "rotated_rounds", "spread", "write_table"]
+__all__ = ["EXTRA_REGIMES", "Rounds", "build", "compare", "main", "pool", "rotated_rounds", "spread", "write_table"]
 
 # Batch buckets the suite does not reach: 2-4 (the C loop's) and 65+.
 EXTRA_REGIMES = (bench_rnn.Regime("small", 4, 256, 64, 128), bench_rnn.Regime("large", 128, 64, 128, 256))
@@ -64,11 +64,31 @@ def precision(dtype_name: str) -> contextlib.AbstractContextManager:
 
 
 def build(cell: str, regime: bench_rnn.Regime, dtype: torch.dtype, seed: int, check: bool) -> dict:
+    """The layers a case times: ``shared``, one layer whose engine each call sets (fused, generic
+    and, with ``check``, auto run on the same object and weights), and with ``check`` ``own``, an
+    ``engine="auto"`` layer of its own built from the same weights (what a user builds)."""
     layer_cls = bench_rnn.CELLS[cell][0]
     torch.manual_seed(seed)
     ref = layer_cls(regime.I, regime.H, batch_first=True).to(dtype)
-    engines = ("fused", "generic", "auto") if check else ("fused", "generic")
-    return {name: rnnkit.from_torch(ref, engine=name) for name in engines}
+    layers = {"shared": rnnkit.from_torch(ref, engine="auto")}
+    if check:
+        layers["own"] = rnnkit.from_torch(ref, engine="auto")
+    return layers
+
+
+def switched(layer: torch.nn.Module, engine: str, call):  # type: ignore[no-untyped-def]
+    """``call`` run with ``layer.engine = engine`` (the same object serves every backend)."""
+    def run():  # type: ignore[no-untyped-def]
+        layer.engine = engine
+        return call()
+    return run
+
+
+def _plan(layer: torch.nn.Module, engine: str, x: torch.Tensor, lengths: torch.Tensor | None, backward: bool,
+          dtype_name: str) -> rnnkit.engine.Plan:
+    layer.engine = engine
+    with torch.set_grad_enabled(backward), precision(dtype_name):
+        return layer.plan(x, lengths=lengths)
 
 
 def run_case(layers: dict, regime: bench_rnn.Regime, cell: str, dtype_name: str, use_lengths: bool, mode: str,
@@ -78,67 +98,42 @@ def run_case(layers: dict, regime: bench_rnn.Regime, cell: str, dtype_name: str,
     x = torch.randn(regime.B, regime.T, regime.I, generator=gen).to(dtype)  # (B, T, I)
     g = torch.randn(regime.B, regime.T, regime.H, generator=gen).to(dtype)  # (B, T, H)
     lengths = bench_rnn.padded_lengths(regime.B, regime.T, seed) if use_lengths else None
-    calls = {}
-    for name, layer in layers.items():
+    shared = layers["shared"]
+    for layer in layers.values():
         layer.train(mode != "fwd")
-        call = bench_rnn.make_call(bench_rnn.rnnkit_forward(layer), layer, x, lengths, g, mode)
-        calls[name] = call if dtype_name != "amp" else _in_autocast(call)
+    call = bench_rnn.make_call(bench_rnn.rnnkit_forward(shared), shared, x, lengths, g, mode)
+    names = ("fused", "generic", "auto") if "own" in layers else ("fused", "generic")
+    calls = {name: switched(shared, name, call) for name in names}
+    if "own" in layers:
+        calls["auto_own"] = bench_rnn.make_call(bench_rnn.rnnkit_forward(layers["own"]), layers["own"], x, lengths,
+                                                g, mode)
+    calls = calls if dtype_name != "amp" else {name: _in_autocast(c) for name, c in calls.items()}
     first = {}
-    for name, call in calls.items():  # warm-up, and how long one call takes
+    for name, c in calls.items():  # warm-up, and how long one call takes
         start = time.perf_counter()
-        call()
+        c()
         first[name] = time.perf_counter() - start
-    for name, call in calls.items():
+    for name, c in calls.items():
         for _ in range(0 if first[name] > 1.0 else max(warmup - 1, 0)):
-            call()
+            c()
     timed = rotated_rounds(calls, rounds)
-    timings = {name: [r[name] for r in timed] for name in calls}
+    timings = {name: [r[name] for r in timed if name in r] for name in calls}
     backward = mode != "fwd"
     short = lengths is not None and int(lengths.min()) < regime.T
-    with torch.set_grad_enabled(backward), precision(dtype_name):
-        plan = layers["fused"].plan(x.requires_grad_(False), lengths=lengths)  # fused can serve: key only
+    plan = _plan(shared, "fused", x, lengths, backward, dtype_name)  # fused can serve: the key only
     case = {"regime": regime.name, "B": regime.B, "T": regime.T, "I": regime.I, "H": regime.H, "cell": cell,
             "dtype": dtype_name, "lengths": use_lengths, "mode": mode, "plan_fused": plan.backend,
             "key": cost_key(KINDS[cell], TABLE_DTYPES[dtype_name], "cpu", regime.B, short, backward),
             "median_s": {name: statistics.median(t) for name, t in timings.items()},
-            "spread": {name: spread(t) for name, t in timings.items()}, "times_s": timings,
+            "spread": {name: spread(t) for name, t in timings.items()}, "times_s": timings, "round_s": timed,
             "rounds": len(timed), "load_1min": os.getloadavg()[0]}
     case.update(compare(timed))
-    if "auto" in layers:
+    if "own" in layers:
+        case["auto_backend"] = _plan(shared, "auto", x, lengths, backward, dtype_name).backend
+        own = layers["own"]
         with torch.set_grad_enabled(backward), precision(dtype_name):
-            auto = layers["auto"].plan(x, lengths=lengths)
-        case["auto_backend"] = auto.backend
+            case["auto_own_backend"] = own.plan(x, lengths=lengths).backend
     return case
-
-
-def compare(rounds: Sequence[dict[str, float]]) -> dict:
-    """The ratios of a case's rounds, each a median over rounds of a ratio within one round (slow
-    drift of the machine cancels): ``fused_over_generic`` (< 1: fused is the faster, ``best``);
-    with an ``auto`` call, ``auto_over_best`` (auto / the faster backend: the check) and
-    ``auto_over_round_min``, auto / the faster of the two in each round, the earlier statistic,
-    which reads a near-tie as a loss: the smaller of two noisy times is below either backend's
-    typical time (two tied backends with 5% noise per call: about 1.03x for an auto that runs one of them).
-
-        >>> rounds = [{"fused": 1.0, "generic": 1.5, "auto": 1.02}, {"fused": 1.1, "generic": 1.4, "auto": 1.1},
-        ...           {"fused": 0.9, "generic": 1.6, "auto": 1.0}]
-        >>> out = compare(rounds)
-        >>> out["best"], out["auto_over_best"], out["auto_over_round_min"]
-        ('fused', 1.02, 1.02)
-    """
-    out: dict = {"fused_over_generic": statistics.median(r["fused"] / r["generic"] for r in rounds)}
-    out["best"] = "fused" if out["fused_over_generic"] < 1.0 else "generic"
-    if rounds and "auto" in rounds[0]:
-        out["auto_over_best"] = statistics.median(r["auto"] / r[out["best"]] for r in rounds)
-        out["auto_over_round_min"] = statistics.median(r["auto"] / min(r["fused"], r["generic"]) for r in rounds)
-    return out
-
-
-def spread(times: Sequence[float]) -> float:
-    """Interquartile range over the median of one backend's per-call times."""
-    if len(times) < 3:
-        return (max(times) - min(times)) / statistics.median(times)
-    q = statistics.quantiles(times, n=4, method="inclusive")
-    return (q[2] - q[0]) / statistics.median(times)
 
 
 def _in_autocast(call):  # type: ignore[no-untyped-def]
@@ -147,46 +142,6 @@ def _in_autocast(call):  # type: ignore[no-untyped-def]
             return call()
     return run
 
-
-@dataclass(frozen=True)
-class Rounds:
-    """How many rounds a case gets: at least ``least``; more while the timed calls have taken less than
-    ``target_s`` in all, up to ``most``. Where the two backends are far apart (every round's
-    fused / generic beyond ``clear``) after ``least`` rounds, the case stops there, unless auto
-    is timed too (the check needs auto / the faster backend as steady as the rounds allow)."""
-
-    least: int
-    most: int
-    target_s: float
-    clear: float = 1.5
-
-
-def rotated_rounds(calls: dict, rounds: Rounds | int) -> list[dict[str, float]]:
-    """Rounds each timing every call once; the order rotates from round to round, so no
-    implementation always follows the same neighbour (an allocator or cache left cold by the
-    previous call would otherwise bias one of them)."""
-    if isinstance(rounds, int):
-        rounds = Rounds(rounds, rounds, 0.0)
-    names = list(calls)
-    done: list[dict[str, float]] = []
-    spent = 0.0
-    while len(done) < rounds.most:
-        if len(done) >= rounds.least:
-            pair = {"fused", "generic"} <= set(names) and "auto" not in names
-            ratios = [r["fused"] / r["generic"] for r in done] if pair else []
-            clear = ratios and (min(ratios) > rounds.clear or max(ratios) < 1.0 / rounds.clear)
-            if spent >= rounds.target_s or clear:
-                break
-        r = len(done)
-        order = names[r % len(names):] + names[:r % len(names)]
-        times = {}
-        for name in order:
-            start = time.perf_counter()
-            calls[name]()
-            times[name] = time.perf_counter() - start
-        spent += sum(times.values())
-        done.append(times)
-    return done
 
 
 def write_table(cases: list[dict], path: Path, command: str, loads: Sequence[float] = ()) -> Path:
@@ -234,34 +189,42 @@ def repo_relative(arg: str) -> str:
 
 def print_report(cases: list[dict], check: bool) -> None:
     passes = len({c.get("pass", 0) for c in cases}) > 1
-    headers = ["regime", "cell", "dtype", "lens", "mode"] + (["pass"] if passes else []) + [
-        "n", "fused ms", "generic ms", "f/g", "spread f/g"]
+    pooled = any("runs" in c for c in cases)
+    headers = ["regime", "cell", "dtype", "lens", "mode"] + (["pass"] if passes else []) + (
+        ["runs"] if pooled else []) + ["n", "fused ms", "generic ms", "f/g", "spread f/g"]
     if check:
-        headers += ["auto ms", "auto picks", "auto/best", "auto/min"]
+        headers += ["auto ms", "auto picks", "auto/best", "auto/min", "own/best"] + (["per run"] if pooled else [])
     rows = []
     for c in cases:
         m, sp = c["median_s"], c["spread"]
         row = [c["regime"], c["cell"], c["dtype"], "30%" if c["lengths"] else "-", c["mode"]] + (
-            [str(c.get("pass", 0))] if passes else []) + [
+            [str(c.get("pass", 0))] if passes else []) + ([str(c["runs"])] if pooled else []) + [
             str(c["rounds"]), f"{m['fused'] * 1e3:.3g}", f"{m['generic'] * 1e3:.3g}",
             f"{c['fused_over_generic']:.3f}", f"{sp['fused']:.2f}/{sp['generic']:.2f}"]
         if check:
             row += [f"{m['auto'] * 1e3:.3g}", c["auto_backend"], f"{c['auto_over_best']:.3f}",
-                    f"{c['auto_over_round_min']:.3f}"]
+                    f"{c['auto_over_round_min']:.3f}", f"{c.get('auto_own_over_best', float('nan')):.3f}"] + (
+                [" ".join(f"{r:.3f}" for r in c["per_run"])] if pooled else [])
         rows.append(row)
-    print(harness.format_table(headers, rows, "<<<<<" + (">" if passes else "") + ">>>>>" + (">>>>" if check else "")))
-    if check:
-        for label, group in (("the RNN suite's fp32 and bf16 cells", [c for c in cases if c["dtype"] != "amp"]),
-                             ("float32 under CPU bf16 autocast", [c for c in cases if c["dtype"] == "amp"])):
-            if not group:
+    align = "<<<<<" + (">" if passes else "") + (">" if pooled else "") + ">>>>>" + (
+        ">>>>>" + (">" if pooled else "") if check else "")
+    print(harness.format_table(headers, rows, align))
+    if not check:
+        return
+    for label, group in (("the RNN suite's fp32 and bf16 cells", [c for c in cases if c["dtype"] != "amp"]),
+                         ("float32 under CPU bf16 autocast", [c for c in cases if c["dtype"] == "amp"])):
+        for stat, what in (("auto_over_best", "auto on the layer that timed both backends"),
+                           ("auto_own_over_best", "auto on a layer of its own")):
+            group_s = [c for c in group if stat in c]
+            if not group_s:
                 continue
-            worst = max(group, key=lambda c: c["auto_over_best"])
-            over = sum(c["auto_over_best"] > 1.05 for c in group)
-            print(f"\nauto <= 1.05x the faster of fused and generic, {label} (median over rounds of auto / the "
-                  f"faster backend in the same round; faster: median of fused / generic < 1): "
-                  f"{'PASS' if not over else 'MISS'}; worst {worst['auto_over_best']:.3f}x "
-                  f"({worst['regime']} {worst['cell']} {worst['dtype']} {'lengths' if worst['lengths'] else 'full'} "
-                  f"{worst['mode']}); {over} of {len(group)} over")
+            worst = max(group_s, key=lambda c: c[stat])
+            over = sum(c[stat] > 1.05 for c in group_s)
+            print(f"\nauto <= 1.05x the faster of fused and generic, {label}, {what} (median over "
+                  f"{'the pooled ' if pooled else ''}rounds of auto / the faster backend in the same round; "
+                  f"faster: median of fused / generic < 1): {'PASS' if not over else 'MISS'}; worst "
+                  f"{worst[stat]:.3f}x ({worst['regime']} {worst['cell']} {worst['dtype']} "
+                  f"{'lengths' if worst['lengths'] else 'full'} {worst['mode']}); {over} of {len(group_s)} over")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -281,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--dtypes", default="fp32,bf16,amp", help="fp32, bf16, amp (float32 under bf16 autocast)")
     p.add_argument("--passes", type=int, default=1, help="sweeps of the whole grid (each keeps its medians)")
     p.add_argument("--from", dest="sources", type=Path, nargs="+", default=None,
-                   help="with --write-table: pool the cases of these earlier --json runs instead of measuring")
+                   help="pool the cases of these earlier --json runs instead of measuring: with --write-table "
+                        "into the table, with --check into one check (each case's rounds from every run)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -289,8 +253,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     command = "python benchmarks/calibrate_auto.py " + " ".join(
         repo_relative(a) for a in (argv if argv is not None else sys.argv[1:]))
     if args.sources:
-        runs = [json.loads(src.read_text()) for src in args.sources]
-        pooled = [c for run in runs for c in run["cases"]]
+        if args.check == args.write_table:
+            p.error("--from: expected exactly one of --check (pool check runs) or --write-table (pool "
+                    "calibration runs)")
+        runs = [json.loads(src.read_text())["cases"] for src in args.sources]
+        if args.check:
+            checked = pool(runs)
+            print_report(checked, True)
+            if args.json is not None:
+                harness.write_json(args.json, {"command": command, "cases": checked, "sources": [
+                    repo_relative(str(src)) for src in args.sources]})
+            return {"cases": checked}
+        pooled = [c for run in runs for c in run]
         loads = [c["load_1min"] for c in pooled if "load_1min" in c]
         print(f"wrote {write_table(pooled, TABLE_PATH, command, loads)} from {len(pooled)} cases")
         return {"cases": pooled}

@@ -7,15 +7,16 @@ ships it, so nothing is timed at import or at call time. A call is looked up by 
     (cell kind, dtype, device type, batch-size bucket, lengths or not, fwd or fwd+bwd)
 
 and ``auto`` takes the backend with the smaller measured median. A row measured in several
-passes (``calibrate_auto.py --passes N``, or runs merged with ``--from``) keeps each pass's pair
-of medians, and ``auto`` takes the backend that loses least on average: the smaller
-``time / min(fused, generic)`` of a pass, averaged over the passes (with two passes, the one
-whose worst pass is closer to that pass's faster backend), so that a near-tie whose order flips
-from run to run goes to the backend that loses least over the runs. When neither backend is ever
-more than ``TIE`` (3%) behind, either pick is close to the faster one, and ``auto`` takes the
-steadier backend: the smaller ``spread`` (the interquartile range of its per-call times over
-their median, the worst pass's), so that one slow mode of a backend does
-not decide a near-tie. ``dtype`` is
+passes (``calibrate_auto.py --passes N``, or runs merged with ``--from``; each pass a separate
+process) keeps each pass's pair of medians, and ``auto`` takes the backend that loses least in
+the typical pass: the smaller median over the passes of ``time / min(fused, generic)`` (its
+regret), so that a near-tie whose order flips from run to run goes to the backend that loses
+least over the runs, and one process where a backend ran in a slow mode does not outvote the
+others (with two passes the median is the mean: the backend whose worst pass is closer to that
+pass's faster one). When neither backend is ever more than ``TIE`` (3%) behind, either pick is
+close to the faster one, and ``auto`` takes the steadier backend: the smaller ``spread`` (the
+interquartile range of its per-call times over their median, the worst pass's), so that one
+slow mode of a backend does not decide a near-tie. ``dtype`` is
 ``"autocast-bfloat16"`` for a float32 call under a CPU bfloat16 autocast (both backends then
 compute in bfloat16 and float32 mixes that the plain float32 rows do not measure). Keys the
 table lacks fall back to the nearest measured batch bucket of the same cell, dtype, device,
@@ -31,6 +32,7 @@ nothing was measured on a GPU here.
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -82,21 +84,30 @@ class Measured:
         return {name: sum(p[i] / min(p) for p in passes) / len(passes) for i, name in enumerate(("fused", "generic"))}
 
     @property
+    def median_regret(self) -> dict[str, float]:
+        """Per backend, the median over the passes of its time relative to that pass's faster
+        backend: what a run in a new process typically loses. A pass where one backend ran in a
+        slow mode moves it no further than any other pass on the same side."""
+        passes = self.passes or ((self.fused_s, self.generic_s),)
+        return {name: statistics.median(p[i] / min(p) for p in passes) for i, name in enumerate(("fused", "generic"))}
+
+    @property
     def faster(self) -> str:
         """The backend auto takes: at a near-tie (both worst-pass regrets <= 1 + ``TIE``) the
-        smaller spread; otherwise the smaller mean regret; at a tie, the smaller median.
+        smaller spread; otherwise the smaller median regret, then the smaller mean regret; at a
+        tie, the smaller median time.
 
-            >>> three = ((1.0, 1.3), (1.6, 1.0), (1.0, 1.35))  # fused 1.6x behind once, ahead twice
-            >>> m = Measured("k", 1.0, 1.3, "", True, three)
-            >>> m.faster, round(m.regret["fused"], 2), round(m.mean_regret["fused"], 2)
-            ('fused', 1.6, 1.2)
+            >>> three = ((1.0, 1.3), (1.6, 1.0), (1.0, 1.25))  # fused 1.6x behind once, ahead twice
+            >>> m = Measured("k", 1.0, 1.25, "", True, three)
+            >>> m.faster, round(m.regret["fused"], 2), m.median_regret, round(m.mean_regret["fused"], 2)
+            ('fused', 1.6, {'fused': 1.0, 'generic': 1.25}, 1.2)
         """
         r = self.regret
         if self.spread and max(r.values()) <= 1.0 + TIE and self.spread[0] != self.spread[1]:
             return "generic" if self.spread[1] < self.spread[0] else "fused"
-        mean = self.mean_regret
-        if mean["fused"] != mean["generic"]:
-            return "generic" if mean["generic"] < mean["fused"] else "fused"
+        for regrets in (self.median_regret, self.mean_regret):
+            if regrets["fused"] != regrets["generic"]:
+                return "generic" if regrets["generic"] < regrets["fused"] else "fused"
         return "generic" if self.generic_s < self.fused_s else "fused"
 
 

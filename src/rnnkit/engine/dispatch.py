@@ -192,9 +192,10 @@ def _auto(kind: str, dtype: str, device: torch.device, batch: int, lengths: bool
     figures = (f"measured {row.generic_s * 1e3:.3g} ms generic vs {row.fused_s * 1e3:.3g} ms fused at "
                f"{row.size}{near}, key {row.key}")
     if len(row.passes) > 1:
-        r, mean = row.regret, row.mean_regret
-        figures += (f"; over {len(row.passes)} passes on average {mean['fused']:.2f}x (fused) vs "
-                    f"{mean['generic']:.2f}x (generic) the faster, at worst {r['fused']:.2f}x vs {r['generic']:.2f}x")
+        r, med, mean = row.regret, row.median_regret, row.mean_regret
+        figures += (f"; over {len(row.passes)} passes typically (median) {med['fused']:.2f}x (fused) vs "
+                    f"{med['generic']:.2f}x (generic) the faster, on average {mean['fused']:.2f}x vs "
+                    f"{mean['generic']:.2f}x, at worst {r['fused']:.2f}x vs {r['generic']:.2f}x")
     if row.spread:
         figures += f"; spread {row.spread[0]:.0%} (fused) vs {row.spread[1]:.0%} (generic)"
     return row.faster == "fused", f"auto: {row.faster} is faster here ({figures})"
