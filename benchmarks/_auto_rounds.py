@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["AUTOS", "Rounds", "compare", "pool", "rotated_rounds", "spread"]
+__all__ = ["AUTOS", "Rounds", "balanced_orders", "compare", "pool", "rotated_rounds", "spread"]
 
 # The check's auto calls: "auto" runs on the same layer object as fused and generic (the engine is
 # switched per call), "auto_own" on a layer of its own built from the same weights.
@@ -47,11 +47,27 @@ def _clear(done: list[dict[str, float]], clear: float) -> str | None:
     return None
 
 
+def balanced_orders(n: int) -> list[list[int]]:
+    """Orders of ``n`` calls in which each call directly follows every other call equally often (a
+    Williams design: ``n`` orders for even ``n``, ``2n`` for odd): a call runs faster after a call
+    of its own backend (warm caches), so a fixed cyclic order, where ``auto`` always follows the
+    same neighbour, biases auto / that neighbour.
+
+        >>> balanced_orders(4)
+        [[0, 1, 3, 2], [1, 2, 0, 3], [2, 3, 1, 0], [3, 0, 2, 1]]
+        >>> balanced_orders(2), len(balanced_orders(3))
+        ([[0, 1], [1, 0]], 6)
+    """
+    first = [0] + [(k + 1) // 2 if k % 2 else n - k // 2 for k in range(1, n)]
+    orders = [[(i + j) % n for i in first] for j in range(n)]
+    return orders + [o[::-1] for o in orders] if n % 2 else orders
+
+
 def rotated_rounds(calls: dict, rounds: Rounds | int) -> list[dict[str, float]]:
-    """Rounds each timing every call once; the order rotates from round to round, so no
-    implementation always follows the same neighbour (an allocator or cache left cold by the
-    previous call would otherwise bias one of them). A round lacks the slower backend once it
-    has been dropped (:class:`Rounds`)."""
+    """Rounds each timing every call once, in orders that change from round to round so that
+    each call follows every other equally often (:func:`balanced_orders`; an allocator or cache
+    left warm or cold by the previous call would otherwise bias one of them). A round lacks the
+    slower backend once it has been dropped (:class:`Rounds`)."""
     if isinstance(rounds, int):
         rounds = Rounds(rounds, rounds, 0.0)
     names = list(calls)
@@ -65,8 +81,8 @@ def rotated_rounds(calls: dict, rounds: Rounds | int) -> list[dict[str, float]]:
                 break
             if faster:
                 names.remove("generic" if faster == "fused" else "fused")
-        r = len(done)
-        order = names[r % len(names):] + names[:r % len(names)]
+        orders = balanced_orders(len(names))
+        order = [names[i] for i in orders[len(done) % len(orders)]]
         times = {}
         for name in order:
             start = time.perf_counter()

@@ -2,10 +2,13 @@
 
 For each case (regime x cell x dtype x lengths x mode, the RNN suite's grid plus two batch sizes
 the suite lacks; dtype ``amp`` is float32 input under a CPU bfloat16 autocast) it times,
-interleaved round-robin with the same weights and inputs:
-  fused    rnnkit.<Cell>(engine="fused")    PyTorch's native kernels (with lengths: packed)
-  generic  rnnkit.<Cell>(engine="generic")  the generic engine
-  auto     rnnkit.<Cell>(engine="auto")     with --check: whatever the shipped table picks
+interleaved in rounds with the same weights and inputs, on ONE layer whose engine each call sets:
+  fused     engine="fused"    PyTorch's native kernels (with lengths: packed)
+  generic   engine="generic"  the generic engine
+  auto      engine="auto"     with --check: whatever the shipped table picks
+  auto_own  with --check, a second layer built with engine="auto" from the same weights
+The order of the calls changes from round to round so that each follows every other equally
+often (a call after its own backend runs faster: warm caches).
 
 Each case runs at least ``--repeats`` rounds (default 9), then more until its timed calls add up
 to ``--target-s`` (3 s), at most ``--max-repeats`` (61): the median is stable at B=1, and the
@@ -19,12 +22,16 @@ runs' JSON (their passes pooled), so that a near-tie whose order flips between r
 flipping (rnnkit.engine.costs.Measured.faster: the steadier backend at a near-tie, else the
 smaller mean regret over the passes).
 ``--check`` reports auto / the faster backend per case, the median over rounds of the ratio in
-one round: the target is <= 1.05 everywhere.
+one round (``auto/best``; ``own/best`` for the auto layer of its own): the target is <= 1.05
+everywhere. A backend far behind the other (beyond 1.5x in every one of the first rounds)
+leaves the check's rounds. ``--check --from a.json b.json`` pools the rounds of check runs made
+in separate processes and judges each case on all of them.
 
 Usage:
     python benchmarks/calibrate_auto.py --write-table --passes 2  # measure, then write the table
     python benchmarks/calibrate_auto.py --write-table --from run1.json run2.json   # pool runs
     python benchmarks/calibrate_auto.py --check --json auto.json  # the acceptance run
+    python benchmarks/calibrate_auto.py --check --from auto1.json auto2.json    # pool check runs
     python benchmarks/calibrate_auto.py --quick                   # every path at tiny sizes
 """
 from __future__ import annotations

@@ -163,6 +163,23 @@ def test_the_call_order_rotates_from_round_to_round(calibrate):
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
 
 
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_every_call_follows_every_other_equally_often(calibrate, n):
+    # a call runs faster after its own backend: a fixed cyclic order (auto always after generic)
+    # biased auto / the faster backend; over one cycle of orders, each ordered pair of
+    # neighbours within a round occurs equally often (counted by brute force)
+    names = "abcde"[:n]
+    order: list[str] = []
+    calls = {name: (lambda name=name: order.append(name)) for name in names}
+    cycle = n if n % 2 == 0 else 2 * n
+    calibrate.rotated_rounds(calls, cycle)
+    rounds = [order[i:i + n] for i in range(0, len(order), n)]
+    assert all(sorted(r) == list(names) for r in rounds)
+    pairs = [(r[i], r[i + 1]) for r in rounds for i in range(n - 1)]
+    counts = {(a, b): pairs.count((a, b)) for a in names for b in names if a != b}
+    assert len(set(counts.values())) == 1 and min(counts.values()) >= 1
+
+
 def test_the_check_compares_auto_with_the_faster_backend_of_the_rounds(calibrate):
     # generic is faster in 2 of 3 rounds; auto ran generic and timed 4% over it in the median round
     rounds = [{"fused": 1.0, "generic": 0.9, "auto": 0.936}, {"fused": 1.0, "generic": 1.1, "auto": 1.144},
