@@ -49,3 +49,13 @@ def test_the_budget_choice_is_printed(tmp_path: Path, capsys: pytest.CaptureFixt
     text = printed(capsys, monkeypatch, summary(tmp_path, budget_defaults="time budget 2m00s and no model flags: x"))
     assert "defaults time budget 2m00s and no model flags: x" in text
     assert "defaults" not in printed(capsys, monkeypatch, summary(tmp_path))
+
+
+def test_a_time_only_run_prints_its_planned_and_actual_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    plans = [[300, 1318], [600, 1576], [900, 1625], [1200, 1567], [1500, 1560]]
+    text = printed(capsys, monkeypatch, summary(tmp_path, steps=1556, schedule_steps=1560, schedule_plans=plans,
+                                                stopped="time_budget"))
+    assert "schedule the learning-rate decay was planned to end at step 1,560 and the run took 1,556 steps" in text
+    assert "first planned at step 300 for 1,318, re-planned 4 times" in text
+    assert "schedule" not in printed(capsys, monkeypatch, summary(tmp_path, schedule_steps=3, schedule_plans=[]))

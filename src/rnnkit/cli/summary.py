@@ -50,6 +50,15 @@ def _stopped_line(summary: dict[str, Any]) -> str:
     return f"{what}; stopped, the last good checkpoint is kept"
 
 
+def _schedule_line(summary: dict[str, Any]) -> str:
+    """A time-only run's learning-rate plan against the steps it took (the plan is re-made at each evaluation)."""
+    plans = summary["schedule_plans"]
+    (at, first), again = plans[0], len(plans) - 1
+    return (f"the learning-rate decay was planned to end at step {summary['schedule_steps']:,} and the run took "
+            f"{summary['steps']:,} steps (first planned at step {at:,} for {first:,}, re-planned {again} "
+            f"time{'s' if again != 1 else ''})")
+
+
 def print_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> None:
     """Print what ran, how it ended, the metrics, and where the files are."""
     from rich.table import Table
@@ -74,6 +83,8 @@ def print_summary(summary: dict[str, Any], history: list[dict[str, Any]]) -> Non
     speed = summary.get("tokens_per_second")
     facts.add_row("time", f"{format_duration(summary['wall_seconds'])} wall, {format_duration(summary['train_seconds'])} "
                           f"training" + (f", {speed:,.0f} tokens/s" if speed else ""))
+    if summary.get("schedule_plans"):
+        facts.add_row("schedule", _schedule_line(summary))
     facts.add_row("stopped", _stopped_line(summary))
     if summary.get("solved") is not None:
         facts.add_row("solved", "yes" if summary["solved"] else "no")
