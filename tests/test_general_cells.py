@@ -1,4 +1,6 @@
-"""General cells (a ``Recurrent`` step with matmuls against its own parameters) on compiled C.
+"""General cells (a ``Recurrent`` step with matmuls against its own parameters) on compiled C:
+the whole-sequence C loop (B <= 16) and the hybrid loop (B > 16: per step, torch.mm for the
+matmuls between C pointwise segments).
 
 The oracle is the step-wise autograd engine (``scan_stepwise``) running the same cell: outputs,
 final states, every gradient and the tapped gradient norms must agree in float64 (1e-10) and
@@ -29,6 +31,8 @@ from rnnkit.engine.generic import scan_stepwise
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
 T = 6
 CASES = [(2, False, {}), (3, True, {}), (2, False, {"truncate": 2}), (3, True, {"clip": 0.05}), (2, True, {"tap": True})]
+WIDE = [(MAX_BATCH + 4, False, {}), (MAX_BATCH + 1, True, {}), (MAX_BATCH + 2, False, {"truncate": 2}),
+        (MAX_BATCH + 3, True, {"clip": 0.05}), (MAX_BATCH + 1, True, {"tap": True})]  # the hybrid loop
 
 
 class FeedbackRNN(rnnkit.Recurrent):
@@ -95,7 +99,8 @@ def _results(cell, widths, B, reverse, options, seed, stepwise, dtype):  # type:
         res = scan_stepwise(cell, xs, init, {}, mask=mask, reverse=reverse, bptt=bptt, scope="c")
     else:
         plan = cell.plan(mask=mask, bptt=bptt, engine="generic", **xs)
-        assert (plan.backend, plan.loop) == ("generic-compiled", "native"), plan
+        loop = "native" if B <= MAX_BATCH else "hybrid"
+        assert (plan.backend, plan.loop) == ("generic-compiled", loop), plan
         res = cell.scan(mask=mask, reverse=reverse, bptt=bptt, engine="generic", **xs, **init)
     loss = sum((res.outputs[s] * g[s]).sum() + res.final[s].sum() for s in cell.states)
     grads = torch.autograd.grad(loss, [*xs.values(), *init.values(), *cell.parameters()], allow_unused=True)
@@ -125,7 +130,7 @@ def test_readme_feedback_rnn_runs_compiled_and_prints_the_tutorial_numbers():
 
 
 @needs_cc
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"B{c[0]}-rev{int(c[1])}-{'-'.join(c[2]) or 'plain'}")
+@pytest.mark.parametrize("case", CASES + WIDE, ids=lambda c: f"B{c[0]}-rev{int(c[1])}-{'-'.join(c[2]) or 'plain'}")
 @pytest.mark.parametrize("which", ["feedback-tanh", "feedback-identity", "two-layer"])
 def test_general_cells_equal_eager_autograd(which, case):
     torch.manual_seed(0)
@@ -154,11 +159,11 @@ def test_random_general_cells_equal_eager_autograd():
     assert all(cg is not None for cg in compiled), [general_explain(c, p.seqs) for c, p in zip(cells, progs)]
     counts: Counter = Counter()
     for i, (prog, cell) in enumerate(zip(progs, cells)):
-        B, reverse, options = CASES[i % len(CASES)]
+        B, reverse, options = (CASES + WIDE)[i % (len(CASES) + len(WIDE))]  # half on each loop
         try:
             check(cell, prog.seqs, B, reverse, options, seed=i)
-            if i % 10 == 0:
-                _gradcheck(cell.double(), prog.seqs, reverse)
+            if i % 5 == 0:
+                _gradcheck(cell.double(), prog.seqs, reverse, B=2 if i % 10 == 0 else MAX_BATCH + 1)
                 counts["gradcheck"] += 1
         except AssertionError as err:
             raise AssertionError(f"cell {i} of seed {run} (replay: RNNKIT_PROPERTY_SEED={run}): {prog!r}, "
@@ -170,15 +175,15 @@ def test_random_general_cells_equal_eager_autograd():
         counts["states"] |= 1 << len(prog.states)
     drawn = [k for k in (*KINDS, *LIN_FORMS, *UNARY) if counts[k] == 0]
     assert counts["lin"] >= 5 and len(drawn) <= 2, (counts, run)  # nearly every op and form was drawn
-    assert counts["gradcheck"] == 4
+    assert counts["gradcheck"] == 8
 
 
-def _gradcheck(cell, widths, reverse) -> None:  # type: ignore[no-untyped-def]
+def _gradcheck(cell, widths, reverse, B=2) -> None:  # type: ignore[no-untyped-def]
     gen = torch.Generator().manual_seed(1)
-    xs = [torch.randn(2, 3, w, generator=gen, dtype=torch.float64, requires_grad=True) for w in widths]
-    init = [0.5 * torch.randn(2, cell.state_shape(s)[0], generator=gen, dtype=torch.float64).requires_grad_()
+    xs = [torch.randn(B, 3, w, generator=gen, dtype=torch.float64, requires_grad=True) for w in widths]
+    init = [0.5 * torch.randn(B, cell.state_shape(s)[0], generator=gen, dtype=torch.float64).requires_grad_()
             for s in cell.states]
-    mask = torch.tensor([[True, True, True], [True, True, False]])
+    mask = torch.arange(3) < torch.tensor([3, 2] * (B // 2) + [1] * (B % 2))[:, None]  # (B, 3) ragged
     n = len(xs)
 
     def f(*args):  # type: ignore[no-untyped-def]
@@ -190,16 +195,17 @@ def _gradcheck(cell, widths, reverse) -> None:  # type: ignore[no-untyped-def]
 
 
 @needs_cc
-def test_gradcheck_through_the_c_loop_reaches_the_weights():
+@pytest.mark.parametrize("B", [2, MAX_BATCH + 1], ids=["c-loop", "hybrid"])
+def test_gradcheck_through_the_compiled_loops_reaches_the_weights(B):
     cell = TwoLayer(3, 4, 5).double()
-    x = torch.randn(2, 4, 3, dtype=torch.float64)
+    x = torch.randn(B, 4, 3, dtype=torch.float64)
     names = [n for n, _ in cell.named_parameters()]
 
     def f(*params):  # type: ignore[no-untyped-def]
         out = torch.func.functional_call(cell, dict(zip(names, params)), (x,))
         return out
 
-    assert cell.plan(x).loop == "native"
+    assert cell.plan(x).loop == ("native" if B <= MAX_BATCH else "hybrid")
     assert torch.autograd.gradcheck(f, tuple(p.detach().clone().requires_grad_() for p in cell.parameters()),
                                     atol=1e-6, rtol=1e-5)
 
@@ -228,8 +234,11 @@ def test_an_unsupported_op_keeps_the_autograd_loop_and_is_named():
 @needs_cc
 def test_plans_outside_the_compiled_loop_say_why():
     cell = TwoLayer(3, 4, 4)
-    big = torch.randn(MAX_BATCH + 1, 2, 3)
-    assert "B = " in cell.plan(big).reason("backend") and cell.plan(big).loop == "autograd"
+    big = cell.plan(torch.randn(MAX_BATCH + 1, 2, 3))
+    assert (big.backend, big.loop) == ("generic-compiled", "hybrid"), big
+    assert f"B = {MAX_BATCH + 1} > {MAX_BATCH}" in big.reason("loop") and "torch.mm" in big.reason("loop"), big
+    small = cell.plan(torch.randn(MAX_BATCH, 2, 3))
+    assert small.loop == "native" and f"B = {MAX_BATCH} <= {MAX_BATCH}" in small.reason("loop"), small
     reg = cell.plan(torch.randn(2, 2, 3), regularisers=rnnkit.Regularisers(zoneout=0.1))
     assert reg.loop == "autograd" and "act between steps" in reg.reason("backend"), reg
     cell.to(torch.bfloat16)
@@ -238,11 +247,12 @@ def test_plans_outside_the_compiled_loop_say_why():
 
 
 @needs_cc
-def test_double_backward_and_no_grad_match_the_stepwise_engine():
+@pytest.mark.parametrize("B", [2, MAX_BATCH + 1], ids=["c-loop", "hybrid"])
+def test_double_backward_and_no_grad_match_the_stepwise_engine(B):
     torch.manual_seed(3)
     cell = TwoLayer(3, 4, 4).double()
-    x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
-    zeros = {s: torch.zeros(2, 4, dtype=torch.float64) for s in cell.states}
+    x = torch.randn(B, 5, 3, dtype=torch.float64, requires_grad=True)
+    zeros = {s: torch.zeros(B, 4, dtype=torch.float64) for s in cell.states}
 
     def penalty(run):  # type: ignore[no-untyped-def]
         h1, h2 = run()

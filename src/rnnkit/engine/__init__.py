@@ -270,7 +270,8 @@ def run_cell(
                                reg=regularise)
     first = next(iter(sequences.values()))
     if plan.backend == "generic-compiled" and regularise is None:  # a general cell's compiled loop
-        return scan_general(cell, sequences, states, mask, reverse, return_initial_states, bptt, scope)
+        return scan_general(cell, sequences, states, mask, reverse, return_initial_states, bptt, scope,
+                            hybrid=plan.loop == "hybrid")
     step = None if regularise is None else wrap_step(cell, regularise, first.shape[1], reverse, weight,
                                                       getattr(cell, "bias", None))
     return scan_stepwise(

@@ -20,6 +20,7 @@ from torch import Tensor
 from rnnkit.engine.bptt import BPTT
 from rnnkit.engine.compiler.general import CompiledGeneral, compile_general, general_explain
 from rnnkit.engine.dispatch import Plan
+from rnnkit.engine.general_hybrid import hybrid_backward, hybrid_forward
 from rnnkit.engine.generic import scan_stepwise
 from rnnkit.engine.gemm import mm_tn
 from rnnkit.engine.result import Scan
@@ -27,7 +28,7 @@ from rnnkit.engine.structured import _truncation_cuts
 
 __all__ = ["general_plan", "scan_general"]
 
-MAX_BATCH = 16  # rows up to which the per-row C matvecs are used (beyond: autograd's GEMMs per step)
+MAX_BATCH = 16  # rows up to which the per-row C matvecs are used (beyond: the hybrid loop's GEMMs per step)
 
 
 def _p(t: Tensor | None) -> int | None:
@@ -69,24 +70,35 @@ def general_plan(engine: str, cell: Any, sequences: Mapping[str, Tensor], contex
         return autograd(f"its step does not compile ({not_compiled})")
     if regularised:
         return autograd(f"{regularised} act between steps (the compiled general loop has none)")
-    if B == 0 or B > MAX_BATCH:
-        return autograd(f"B = {B} is outside the compiled general loop's 1..{MAX_BATCH} rows")
+    if B == 0:
+        return autograd("the batch is empty")
     cg = compile_general(cell, widths, dtype, device)
     if cg is None or cg.c("fwd_seq", dtype) is None or device.type != "cpu":
         return autograd(f"its step compiles, but compiled C serves float32/float64 CPU calls with a C compiler "
                         f"(this call: {dtype}, {device.type})")
     plain = bptt is None or bptt.is_default
-    loop_why = (f"whole-sequence C loop over the general step ({len(cg.mm)} matmul(s) as matvecs, {len(cg.hoisted)} of the inputs as one GEMM before it, B = {B} <= "
-                f"{MAX_BATCH}); weight gradients: one GEMM per matmul"
-                + ("" if plain else "; backward one C call per step (BPTT options between steps)"))
-    return Plan(engine, "generic-compiled", "native", dtype, dtype,
+    hoist = f"{len(cg.hoisted)} of the inputs as one GEMM before it"
+    if B > MAX_BATCH:
+        hp = cg.hybrid
+        loop_why = (f"hybrid loop, B = {B} > {MAX_BATCH}: per step {len(hp.fwd)} C segment(s) between "
+                    f"{len(cg.mm)} torch.mm GEMM(s) (the step split at its matmuls; at this batch a GEMM beats "
+                    f"per-row matvecs), {hoist}; backward the same way, BPTT options between steps; "
+                    "weight gradients: one GEMM per matmul")
+        loop = "hybrid"
+    else:
+        loop_why = (f"whole-sequence C loop over the general step ({len(cg.mm)} matmul(s) as matvecs, {hoist}, "
+                    f"B = {B} <= {MAX_BATCH}); weight gradients: one GEMM per matmul"
+                    + ("" if plain else "; backward one C call per step (BPTT options between steps)"))
+        loop = "native"
+    return Plan(engine, "generic-compiled", loop, dtype, dtype,
                 (("backend", f"{why}; the general cell's step compiles (unit {cg.unit})"),
                  ("loop", loop_why), ("dtype", "the call's own")))
 
 
 class _Setup:
-    def __init__(self, cell: Any, cg: CompiledGeneral, reverse: bool, bptt: BPTT, scope: str) -> None:
+    def __init__(self, cell: Any, cg: CompiledGeneral, reverse: bool, bptt: BPTT, scope: str, hybrid: bool) -> None:
         self.cell, self.cg, self.reverse, self.bptt, self.scope = cell, cg, reverse, bptt, scope
+        self.hybrid = hybrid  # the per-step GEMM + C segments loop (general_hybrid.py), else the C loop
 
 
 def _forward(setup: _Setup, seqs: Sequence[Tensor], states0: Sequence[Tensor], params: Sequence[Tensor],
@@ -109,7 +121,10 @@ def _forward(setup: _Setup, seqs: Sequence[Tensor], states0: Sequence[Tensor], p
         xi = X[i].view(T * B, K)  # (T*B, K)
         X.append(torch.mm(xi, P[pi].t() if lin else P[pi]).view(T, B, O))  # (T, B, O)
     bufs = {"X": X, "St": St, "A": A, "Y": Y, "P": P, "T": T, "B": B}
-    cg.c("fwd_seq", dtype)(T, B, int(setup.reverse), _arr(X), _arr(St), _arr(P), _arr(A), _arr(Y), _p(mf))
+    if setup.hybrid:
+        hybrid_forward(cg, T, B, setup.reverse, bufs, mf)
+    else:
+        cg.c("fwd_seq", dtype)(T, B, int(setup.reverse), _arr(X), _arr(St), _arr(P), _arr(A), _arr(Y), _p(mf))
     return bufs
 
 
@@ -151,7 +166,9 @@ class _GeneralScan(torch.autograd.Function):
         DP = [torch.zeros_like(p) if i in vec else None for i, p in enumerate(b["P"])]
         common = (_arr(b["X"]), _arr(b["St"]), _arr(b["P"]), _arr(b["Y"]))
         bptt = setup.bptt
-        if bptt.is_default:
+        if setup.hybrid:
+            d = hybrid_backward(ctx, gys, d, DX, DP, DY)
+        elif bptt.is_default:
             cg.c("bwd_seq", dtype)(T, B, int(setup.reverse), *common, _arr(gys), _arr(d), _arr(DX), _arr(DP),
                                    _arr(DY), _p(ctx.mf))
         else:
@@ -230,9 +247,12 @@ def _recompute(ctx: Any, grads: Sequence[Tensor | None]) -> tuple[Tensor | None,
 
 
 def scan_general(cell: Any, sequences: Mapping[str, Tensor], states: Mapping[str, Tensor], mask: Tensor | None,
-                 reverse: bool, return_initial_states: bool, bptt: BPTT | None, scope: str) -> Scan:
-    """Run a general cell over time on its compiled C loop (see the module docstring). Shapes as
-    in ``rnnkit.engine.scan``: sequences (B, T, F), states (B, H), mask (B, T) bool."""
+                 reverse: bool, return_initial_states: bool, bptt: BPTT | None, scope: str,
+                 hybrid: bool | None = None) -> Scan:
+    """Run a general cell over time on its compiled C loop (see the module docstring), or with
+    ``hybrid`` (default: B > MAX_BATCH) on the per-step GEMM + C segments loop
+    (``rnnkit.engine.general_hybrid``). Shapes as in ``rnnkit.engine.scan``: sequences (B, T, F),
+    states (B, H), mask (B, T) bool."""
     bptt = bptt or BPTT()
     seqs = [sequences[n] for n in cell.sequences]
     first = seqs[0]
@@ -245,7 +265,8 @@ def scan_general(cell: Any, sequences: Mapping[str, Tensor], states: Mapping[str
     if bptt.tap is not None:
         for name in cell.states:
             bptt.tap._start(f"{scope}/{name}", first.shape[1])
-    setup = _Setup(cell, cg, reverse, bptt, scope)
+    hybrid = first.shape[0] > MAX_BATCH if hybrid is None else hybrid
+    setup = _Setup(cell, cg, reverse, bptt, scope, hybrid)
     tensors = (*seqs, *init, *params)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         outs = list(_GeneralScan.apply(setup, mask, len(seqs), len(init), *tensors))

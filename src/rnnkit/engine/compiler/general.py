@@ -36,6 +36,7 @@ import torch
 
 from rnnkit.engine.compiler.build import C_DTYPES, c_function, load_units, native_enabled
 from rnnkit.engine.compiler.ggrad import general_backward, matmuls, node_widths
+from rnnkit.engine.compiler.ghybrid import HybridPlan, hybrid_plan, hybrid_source
 from rnnkit.engine.compiler.gprint import general_source
 from rnnkit.engine.compiler.gtrace import trace_general
 from rnnkit.engine.compiler.ir import Graph
@@ -48,6 +49,8 @@ _ARGTYPES = {
     "fwd_seq": [L, L, I, P, P, P, P, P, P],
     "bwd_seq": [L, L, I, P, P, P, P, P, P, P, P, P, P],
     "step_bwd": [L, L, I, L, P, P, P, P, P, P, P, P, P, P],
+    "hf": [L, L, I, L, P, P, P, P, P, P, P],  # hybrid segments (ghybrid.py): hf<k>, hb<k>
+    "hb": [L, L, I, L, P, P, P, P, P, P, P, P, P, P, P, P],
 }
 
 
@@ -86,9 +89,27 @@ class CompiledGeneral:
         if ctype not in self._src:
             loads = _loads(self)
             mms = matmuls(self.fwd)
+            hsrc, self.fns[f"scratch_{ctype}"] = hybrid_source(
+                self.unit, self.hybrid, loads, self.seqs, self.states, self.mm,
+                dict(zip(self.vectors, self.vector_widths)), ctype)
             self._src[ctype] = general_source(self.unit, self.fwd, self.bwd, node_widths(self.fwd, loads),
-                                              node_widths(self.bwd, loads), self.seqs, self.states, mms, ctype)
+                                              node_widths(self.bwd, loads), self.seqs, self.states, mms, ctype) + hsrc
         return self._src[ctype]
+
+    def hybrid_scratch(self, dtype: torch.dtype) -> int:
+        """Scratch elements per batch row the hybrid segments take (their ``wk`` argument)."""
+        ctype = "float" if dtype == torch.float32 else "double"
+        if f"scratch_{ctype}" not in self.fns:
+            self._src.pop(ctype, None)
+            self.source(dtype)
+        return self.fns[f"scratch_{ctype}"]
+
+    @property
+    def hybrid(self) -> HybridPlan:
+        """The step split at its matmuls for the hybrid loop (``ghybrid.py``)."""
+        if "hybrid" not in self.fns:
+            self.fns["hybrid"] = hybrid_plan(self.fwd, self.bwd, matmuls(self.fwd))
+        return self.fns["hybrid"]
 
     @property
     def grads_vectors(self) -> set[int]:
@@ -97,7 +118,7 @@ class CompiledGeneral:
 
     def c(self, name: str, dtype: torch.dtype) -> Any:
         """The C function ``<unit>_<name>_<f32|f64>`` (argument types declared), or None."""
-        return c_function(self.libs, self.fns, self.unit, name, dtype, _ARGTYPES[name])
+        return c_function(self.libs, self.fns, self.unit, name, dtype, _ARGTYPES.get(name) or _ARGTYPES[name[:2]])
 
 
 def _loads(cg: CompiledGeneral) -> dict[tuple, int]:

@@ -20,7 +20,7 @@ from rnnkit.engine.compiler.ops import grad
 
 __all__ = ["general_backward", "matmuls", "node_widths"]
 
-GLOADS = ("x", "s", "p", "y", "gy")
+GLOADS = ("x", "s", "p", "y", "gy", "da")  # "da": a hybrid segment's d(matmul input) (ghybrid.py)
 
 
 def matmuls(fwd: Graph) -> list[int]:

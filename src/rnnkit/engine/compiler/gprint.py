@@ -28,7 +28,7 @@ from rnnkit.engine.compiler.ops import c_expr
 
 __all__ = ["general_source"]
 
-_ALIAS = ("x", "s", "p", "y", "gy")
+_ALIAS = ("x", "s", "p", "y", "gy", "da")
 
 
 class _Step:
