@@ -6,8 +6,8 @@ Two cells a user writes as plain ``rnnkit.Recurrent`` subclasses, fp32 forward+b
 each run three ways in the same process, timed round-robin (``_harness.time_interleaved``):
   compiled   ``cell(x)``: the plan's path (the whole-sequence C loop for B <= 16, the hybrid loop
              beyond: per step torch.mm for the matmuls between C pointwise segments)
-  other      the other compiled loop on the same call, forced (the hybrid for B <= 16, the C
-             loop beyond): checks the plan's batch limit
+  other      the other compiled loop on the same call, forced (the hybrid for B <= 16 and for
+             B > 16 when the plan is autograd, else the C loop): checks the plan's choice
   autograd   the step-wise autograd engine on the same cell (what ran before the compiler took it)
   loop       a plain PyTorch loop of the same math (torch.nn.RNNCell for the two-layer cell; the
              FeedbackRNN as F.linear calls), under autograd
@@ -102,7 +102,8 @@ def _runner(kind: str, cell: rnnkit.Recurrent, x: torch.Tensor) -> Callable[[], 
         if kind == "compiled":
             outs = list(cell(x))
         elif kind == "other":
-            res = scan_general(cell, {"inputs": x}, zeros, None, False, False, None, "", hybrid=x.shape[0] <= MAX_BATCH)
+            hybrid = x.shape[0] <= MAX_BATCH or cell.plan(x).loop != "hybrid"
+            res = scan_general(cell, {"inputs": x}, zeros, None, False, False, None, "", hybrid=hybrid)
             outs = [res.outputs[s] for s in cell.states]
         elif kind == "autograd":
             res = scan_stepwise(cell, {"inputs": x}, zeros, {})

@@ -25,6 +25,7 @@ from _random_general import KINDS, LIN_FORMS, UNARY, RandomGeneral, draw_program
 from rnnkit.cells import ElmanCell
 from rnnkit.engine import BPTT, GradientTap, explain
 from rnnkit.engine.compiler.general import compile_general, compile_generals, general_explain
+import rnnkit.engine.general as general
 from rnnkit.engine.general import MAX_BATCH
 from rnnkit.engine.generic import scan_stepwise
 
@@ -33,6 +34,12 @@ T = 6
 CASES = [(2, False, {}), (3, True, {}), (2, False, {"truncate": 2}), (3, True, {"clip": 0.05}), (2, True, {"tap": True})]
 WIDE = [(MAX_BATCH + 4, False, {}), (MAX_BATCH + 1, True, {}), (MAX_BATCH + 2, False, {"truncate": 2}),
         (MAX_BATCH + 3, True, {"clip": 0.05}), (MAX_BATCH + 1, True, {"tap": True})]  # the hybrid loop
+
+
+@pytest.fixture(autouse=True)
+def _plan_the_hybrid_loop(monkeypatch):  # type: ignore[no-untyped-def]
+    """B > 16 plans the hybrid loop here (by default autograd, measured as fast: HYBRID_FROM)."""
+    monkeypatch.setattr(general, "HYBRID_FROM", MAX_BATCH + 1)
 
 
 class FeedbackRNN(rnnkit.Recurrent):
@@ -232,8 +239,13 @@ def test_an_unsupported_op_keeps_the_autograd_loop_and_is_named():
 
 
 @needs_cc
-def test_plans_outside_the_compiled_loop_say_why():
+def test_plans_outside_the_compiled_loop_say_why(monkeypatch):
     cell = TwoLayer(3, 4, 4)
+    monkeypatch.setattr(general, "HYBRID_FROM", None)  # the default: autograd beyond B = 16
+    auto = cell.plan(torch.randn(MAX_BATCH + 1, 2, 3))
+    assert auto.loop == "autograd" and f"B = {MAX_BATCH + 1} > {MAX_BATCH}" in auto.reason("backend"), auto
+    assert "HYBRID_FROM" in auto.reason("backend"), auto
+    monkeypatch.setattr(general, "HYBRID_FROM", MAX_BATCH + 1)
     big = cell.plan(torch.randn(MAX_BATCH + 1, 2, 3))
     assert (big.backend, big.loop) == ("generic-compiled", "hybrid"), big
     assert f"B = {MAX_BATCH + 1} > {MAX_BATCH}" in big.reason("loop") and "torch.mm" in big.reason("loop"), big

@@ -28,7 +28,11 @@ from rnnkit.engine.structured import _truncation_cuts
 
 __all__ = ["general_plan", "scan_general"]
 
-MAX_BATCH = 16  # rows up to which the per-row C matvecs are used (beyond: the hybrid loop's GEMMs per step)
+MAX_BATCH = 16  # rows up to which the per-row C matvecs are used
+# Batch size from which the plan picks the hybrid loop (general_hybrid.py); None: never. Measured
+# (BENCHMARKS.md, B = 32, T = 256, H = 256, 2 threads) it ran at 0.90-0.92x the speed of the
+# autograd loop, whose per-step GEMMs are the same, so autograd stays the plan's choice.
+HYBRID_FROM: int | None = None
 
 
 def _p(t: Tensor | None) -> int | None:
@@ -78,6 +82,10 @@ def general_plan(engine: str, cell: Any, sequences: Mapping[str, Tensor], contex
                         f"(this call: {dtype}, {device.type})")
     plain = bptt is None or bptt.is_default
     hoist = f"{len(cg.hoisted)} of the inputs as one GEMM before it"
+    if B > MAX_BATCH and (HYBRID_FROM is None or B < HYBRID_FROM):
+        return autograd(f"B = {B} > {MAX_BATCH} (the C loop's per-row matvecs lose to GEMMs there, and the hybrid "
+                        "loop, torch.mm between compiled segments, measured no faster than autograd: "
+                        "rnnkit.engine.general.HYBRID_FROM)")
     if B > MAX_BATCH:
         hp = cg.hybrid
         loop_why = (f"hybrid loop, B = {B} > {MAX_BATCH}: per step {len(hp.fwd)} C segment(s) between "
