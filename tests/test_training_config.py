@@ -170,3 +170,15 @@ def test_text_threads_follow_load_only_for_time_only_runs(monkeypatch):
     assert make_config("text", overrides={"epochs": 1.0}).threads_for == 2
     monkeypatch.setattr(threads, "busy_elsewhere", lambda window=0.25: 0.0)
     assert make_config("text", overrides={"steps": 50}).threads_for == 2
+
+
+@pytest.mark.parametrize("task,given", [("text", {"steps": 60}), ("text", {"epochs": 0.5}), ("words", {"steps": 60})])
+def test_a_step_or_epoch_budget_given_alone_is_not_cut_by_the_tasks_default_time_budget(task, given):
+    """`rnnkit train --task text --steps 60` runs 60 steps on any machine: the task's default
+    5-minute cap (its default run length) does not stay on as a silent second stop (newcomer find:
+    on a busy machine the run ended early with exit 0)."""
+    assert make_config(task).time_budget == 300.0  # the task's own default length
+    config = make_config(task, overrides=given)
+    assert config.time_budget is None
+    both = make_config(task, overrides={**given, "time_budget": 30.0})  # both given: both stop the run
+    assert both.time_budget == 30.0

@@ -78,7 +78,7 @@ _FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     (("--batch-size",), "batch_size", dict(type=positive_int, metavar="B", help="sequences per step")),
     (("--bptt",), "bptt", dict(type=positive_int, metavar="T", help="text: steps per truncated-BPTT chunk")),
     (("--seq-len",), "seq_len", dict(type=positive_int, metavar="T", help="sine length, adding length, copy lag")),
-    (("--steps",), "steps", dict(type=positive_int, metavar="N", help="at most N optimiser steps")),
+    (("--steps",), "steps", dict(type=positive_int, metavar="N", help="at most N optimiser steps (given alone, the run's length: the task's default time budget is dropped)")),
     (("--epochs",), "epochs", dict(type=positive_float, metavar="E", help="text: at most E passes over the data")),
     (("--time-budget",), "time_budget", dict(type=duration, metavar="DURATION",
                                              help="wall-time budget: 90s, 10m, 1h30m, 1.5h or seconds")),

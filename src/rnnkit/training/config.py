@@ -290,6 +290,9 @@ def make_config(task: str = "embedded-reber", recipe: str = "modern",
         raise bad_argument("recipe", f"a recipe for task {task!r}", recipe,
                            f"recipe {recipe!r} is for {', '.join(_RECIPE_TASKS[recipe])}; drop --recipe")
     values: dict[str, Any] = {**TASK_DEFAULTS[task], **RECIPES[recipe], **dict(overrides or {})}
+    asked = {**RECIPES[recipe], **dict(overrides or {})}
+    if "time_budget" not in asked and any(asked.get(k) is not None for k in ("steps", "epochs")):
+        values["time_budget"] = None  # a step/epoch budget given alone is the run's length, whatever the load
     if "sized_for_budget" not in values:  # a time-only text run without model flags: sized for its budget
         from rnnkit.training.budget import budget_defaults
 
